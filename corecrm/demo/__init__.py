@@ -1,0 +1,1 @@
+"""Realistic sample data for `corecrm demo`."""

@@ -1,0 +1,42 @@
+"""Extension hooks: plugin settings and CLI commands."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable
+
+from corecrm.hooks import hookspec
+
+if TYPE_CHECKING:
+    from corecrm.records import CliCommand, Setting
+
+
+class ExtensionSpecs:
+    """Namespace for the hooks that extend the configuration and the command line."""
+
+    @hookspec
+    def crm_plugin_settings(self) -> Iterable[Setting]:
+        """Declare the keys this plugin accepts under ``[plugins.<name>]``.
+
+        :returns: :class:`~corecrm.records.Setting` records (key, type,
+            default, description, optional deep ``validate``).
+
+        Combination: collected per plugin: each plugin's settings are validated
+        against its own declaration. The core fills defaults, rejects wrong
+        types naming the key path, warns on unknown keys (an error with
+        ``CORECRM_STRICT_PLUGINS=1``) and resolves ``{env = "NAME"}`` secrets.
+
+        .. versionadded:: 0.1
+        """
+
+    @hookspec
+    def crm_cli_commands(self) -> Iterable[CliCommand]:
+        """Add click commands to ``corecrm``.
+
+        :returns: :class:`~corecrm.records.CliCommand` records; ``group`` names
+            an existing group (``leads``, ``report``…) or a new one.
+
+        Combination: all collected; a command name used twice in one group is a
+        conflict and fails start-up. A disabled plugin's commands do not exist.
+
+        .. versionadded:: 0.1
+        """
