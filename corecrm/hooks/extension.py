@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Iterable
 from corecrm.hooks import hookspec
 
 if TYPE_CHECKING:
+    import sqlalchemy
+
     from corecrm.records import CliCommand, Setting
 
 
@@ -37,6 +39,20 @@ class ExtensionSpecs:
 
         Combination: all collected; a command name used twice in one group is a
         conflict and fails start-up. A disabled plugin's commands do not exist.
+
+        .. versionadded:: 0.1
+        """
+
+    @hookspec
+    def crm_db_schema(self) -> Iterable[sqlalchemy.MetaData]:
+        """Declare the plugin's own tables.
+
+        :returns: ``MetaData`` objects holding the plugin's tables (each with a
+            ``workspace`` column). ``corecrm init`` and ``corecrm db upgrade``
+            create the missing ones; changes to existing plugin tables must be
+            additive (new nullable columns are added by the plugin's own code).
+
+        Combination: all collected.
 
         .. versionadded:: 0.1
         """
