@@ -21,6 +21,11 @@ def _validate_sequences(value: Any, key: str) -> None:
     check_sequences(parse_sequences(value, key), key)
 
 
+def _validate_secret(value: Any, key: str) -> None:
+    # An { env = "VAR" } reference never reaches here: the core resolves it when the plugin reads its settings.
+    raise ConfigError('write the secret as { env = "VAR" } so it never sits in the file', key=key)
+
+
 def _validate_duration(value: Any, key: str) -> None:
     parse_duration(value, key)
 
@@ -49,7 +54,7 @@ def _validate_tz(value: Any, key: str) -> None:
 def declared_settings() -> list[Setting]:
     return [
         Setting("sequences", "dict", {}, "Nurture sequences: [plugins.nurture_sequences.sequences.<name>] with steps and enrol rules.", validate=_validate_sequences),
-        Setting("secret", "any", None, 'Key that signs unsubscribe and confirmation tokens; write it as { env = "VAR" }.'),
+        Setting("secret", "any", None, 'Key that signs unsubscribe and confirmation tokens; write it as { env = "VAR" }.', validate=_validate_secret),
         Setting("unsubscribe_url", "str", None, "Public unsubscribe link; {token} is replaced by the signed token.", validate=_validate_url),
         Setting("confirm_url", "str", None, "Public double opt-in confirmation link; {token} is replaced by the signed token.", validate=_validate_url),
         Setting("unsubscribe_mailto", "str", None, "Mailbox for List-Unsubscribe mailto: requests (optional)."),

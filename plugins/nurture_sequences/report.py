@@ -39,7 +39,7 @@ def run_report(engine: Any, workspace: str) -> ReportTable:
         )
         unsub = (
             sa.select(e.sequence, sa.func.count(sa.distinct(e.lead_id)))
-            .select_from(e.table.join(latest, latest.c.lead_id == e.lead_id).join(consent, consent.c.id == latest.c.mid))
+            .select_from(enrolments.join(latest, latest.c.lead_id == e.lead_id).join(consent, consent.c.id == latest.c.mid))
             .where(e.workspace == workspace, c.status == "opted_out", c.at >= e.enrolled_at)
             .group_by(e.sequence)
         )
@@ -47,7 +47,7 @@ def run_report(engine: Any, workspace: str) -> ReportTable:
             per[seq]["unsubscribed"] = n
         conv = (
             sa.select(e.sequence, sa.func.count())
-            .select_from(e.table.join(schema.leads, sa.and_(lc.id == e.lead_id, lc.workspace == e.workspace)))
+            .select_from(enrolments.join(schema.leads, sa.and_(lc.id == e.lead_id, lc.workspace == e.workspace)))
             .where(e.workspace == workspace, sa.or_(lc.stage == "customer", lc.customer_id.is_not(None)))
             .group_by(e.sequence)
         )

@@ -242,3 +242,16 @@ def run(crm: HarnessCrm, at: dt.datetime | None = None) -> Any:
     if at is not None:
         crm.clock = at
     return run_once(runtime(crm), crm.clock)
+
+
+def worker_process(url: str, plugins_cfg: dict[str, Any], workspace: str, now_iso: str, start: Any, out: Any) -> None:
+    """A scheduler in its own process (for the concurrency tests)."""
+    from corecrm_plugins.nurture_sequences.actions import runtime
+    from corecrm_plugins.nurture_sequences.scheduler import run_once
+
+    crm = HarnessCrm(url, plugins_cfg, workspace=workspace)
+    rt = runtime(crm)
+    start.wait(30)
+    stats = run_once(rt, dt.datetime.fromisoformat(now_iso))
+    out.put(stats.to_json())
+    crm.close()

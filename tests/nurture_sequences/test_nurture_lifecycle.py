@@ -1,0 +1,164 @@
+"""Enrolment rules on intake and lifecycle events, consent from captures, merges, preview, report, tokens."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from corecrm.models import Event
+
+from nurture_testkit import T0, backend, consent_in, enrol, make_crm, nurture_settings, run, smtp, three_step_sequence  # noqa: F401
+
+from corecrm_plugins.nurture_sequences.tables import enrolments
+
+DAY = dt.timedelta(days=1)
+
+
+def _enrolled(crm):
+    e = enrolments.c
+    with crm.engine.connect() as conn:
+        return sorted((r.lead_id, r.sequence, r.status) for r in conn.execute(sa.select(e.lead_id, e.sequence, e.status).where(e.workspace == crm.workspace)))
+
+
+def _rules_cfg():
+    trial = three_step_sequence(enrol=[{"on": "intake", "match": {"interests": "trial", "source": ["web", "ads"]}}])
+    winback = three_step_sequence(purpose="marketing", enrol=[{"on": "stage_changed", "to": ["nurturing"]}])
+    renewal = three_step_sequence(purpose="service", exit_on=["unsubscribed"],
+                                  enrol=[{"on": "date", "date_field": "attributes.renewal_date", "days_before": 30}])  # fmt: skip
+    onboarding = three_step_sequence(purpose="service", exit_on=["unsubscribed"], enrol=[{"on": "converted"}])
+    return nurture_settings(sequences={"trial": trial, "winback": winback, "renewal": renewal, "onboarding": onboarding})
+
+
+def test_intake_rules_enrol_and_capture_consent_is_recorded(make_crm, smtp):
+    from corecrm_plugins.nurture_sequences import consent
+
+    crm = make_crm(_rules_cfg())
+    a, b, c = crm.add_leads([
+        {"first_name": "A", "email": "A@Example.org", "source": "web", "interests": ["trial", "pricing"],
+         "consent": {"email": True, "source": "form", "proof": {"form": "trial", "ip": "192.0.2.7"}}},
+        {"first_name": "B", "email": "b@example.org", "source": "partner", "interests": ["trial"]},
+        {"first_name": "C", "email": "c@example.org", "source": "ads", "interests": ["trial"], "consent": {"email": {"marketing": False}}},
+    ])  # fmt: skip
+    events = [Event(type="captured", at=T0, lead_id=i) for i in (a, b, c)]
+    crm.plugins.notify("crm_leads_captured", workspace=crm.workspace, events=events, ctx=crm.ctx("intake"))
+    assert _enrolled(crm) == [(a, "trial", "active"), (c, "trial", "active")]
+    with crm.engine.connect() as conn:
+        la = consent.consent_for_lead(conn, crm.workspace, a)
+        lc = consent.consent_for_lead(conn, crm.workspace, c)
+    assert [(r["channel"], r["purpose"], r["status"], r["address"], r["source"]) for r in la] == [("email", "marketing", "opted_in", "a@example.org", "form")]
+    assert la[0]["proof"]["ip"] == "192.0.2.7"
+    assert lc[0]["status"] == "opted_out"
+    ev = crm.events(a, "nurture_enrolled")[0]
+    assert ev["detail"]["sequence"] == "trial" and "trial.enrol[0]" in ev["detail"]["reason"] and ev["detail"]["by"] == "nurture_sequences"
+    # Captured again: no second enrolment.
+    crm.plugins.notify("crm_leads_captured", workspace=crm.workspace, events=events, ctx=crm.ctx("intake"))
+    assert len(_enrolled(crm)) == 2
+    stats = run(crm, T0)
+    assert stats.sent == 1 and stats.exited == 1  # c opted out: exits, a gets its e-mail
+    assert [m["To"] for m in smtp.parsed()] == ["A <A@Example.org>"]
+
+
+def test_stage_change_and_conversion_rules(make_crm, smtp):
+    crm = make_crm(_rules_cfg())
+    a, b = crm.add_leads([{"first_name": "A", "email": "a@example.org", "stage": "mql"}, {"first_name": "B", "email": "b@example.org", "stage": "mql"}])
+    crm.set_stage(a, "nurturing")
+    assert _enrolled(crm) == [(a, "winback", "active")]
+    crm.set_stage(a, "customer")  # converted: leaves winback; the converted rule enrols it in onboarding
+    crm.plugins.notify("crm_lead_converted", workspace=crm.workspace, events=[Event(type="converted", at=T0, lead_id=a, detail={"customer_id": 1})], ctx=crm.ctx())
+    with crm.engine.begin() as conn:
+        from corecrm.storage import schema
+
+        conn.execute(schema.leads.update().where(schema.leads.c.id == a).values(status="converted", customer_id=1))
+    assert _enrolled(crm) == [(a, "onboarding", "active"), (a, "winback", "exited")]
+    assert crm.events(a, "nurture_exited")[0]["detail"]["reason"] == "converted"
+    crm.set_stage(b, "disqualified")
+    assert _enrolled(crm)[-1][0] == a  # nothing for b
+
+    from corecrm_plugins.nurture_sequences.report import run_report
+
+    consent_in(crm, [a], purpose="service")
+    run(crm, T0)
+    table = run_report(crm.engine, crm.workspace)
+    rows = {r[0]: dict(zip(table.columns, r)) for r in table.rows}
+    assert rows["winback"]["exited"] == 1 and rows["winback"]["exited_by_reason"] == "converted=1"
+    assert rows["onboarding"]["sent"] == 1 and rows["onboarding"]["active"] == 1
+    assert rows["winback"]["converted"] == 1 and rows["winback"]["conversion_rate"] == 1.0
+
+
+def test_date_rule_enrols_a_customer_before_renewal(make_crm, smtp):
+    from corecrm_plugins.nurture_sequences.actions import runtime
+    from corecrm_plugins.nurture_sequences.enrolment import enrol_by_date
+
+    crm = make_crm(_rules_cfg())
+    soon, later, past = crm.add_leads([
+        {"first_name": "S", "email": "s@example.org", "attributes": {"renewal_date": "2026-03-20"}},
+        {"first_name": "L", "email": "l@example.org", "attributes": {"renewal_date": "2026-06-01"}},
+        {"first_name": "P", "email": "p@example.org", "attributes": {"renewal_date": "2026-01-01"}},
+    ])  # fmt: skip
+    rt = runtime(crm)
+    assert enrol_by_date(crm, crm.engine, crm.workspace, rt.cfg, T0) == 1
+    assert enrol_by_date(crm, crm.engine, crm.workspace, rt.cfg, T0) == 0
+    assert _enrolled(crm) == [(soon, "renewal", "active")]
+
+
+def test_merge_never_moves_consent(make_crm, smtp):
+    from corecrm.storage import schema
+
+    from corecrm_plugins.nurture_sequences import consent
+
+    crm = make_crm()
+    keep, gone = crm.add_leads([{"first_name": "K", "email": "k@example.org"}, {"first_name": "G", "email": "g@example.org"}])
+    consent_in(crm, [gone])  # only the merged-away person consented
+    enrol(crm, [keep, gone])
+    with crm.engine.begin() as conn:
+        # A dedup plugin merges `gone` into `keep` and (wrongly) copies the address across.
+        conn.execute(schema.leads.update().where(schema.leads.c.id == gone).values(status="merged", merged_into=keep))
+        conn.execute(schema.leads.update().where(schema.leads.c.id == keep).values(email="g@example.org", email_norm="g@example.org"))
+        assert consent.on_leads_merged(conn, crm.workspace, gone, keep, at=T0) == 1
+        assert consent.consent_for_lead(conn, crm.workspace, keep) == []
+        assert len(consent.consent_for_lead(conn, crm.workspace, gone)) == 1
+    stats = run(crm, T0 + 10 * DAY)
+    assert stats.sent == 0 and smtp.parsed() == []
+    assert "no consent recorded" in crm.events(keep, "nurture_step_skipped")[0]["detail"]["reason"]
+    assert consent.MERGE_EXCLUDED_FIELDS == ("consent",)
+
+
+def test_preview_renders_like_the_scheduler_without_sending(make_crm, smtp):
+    from corecrm.errors import CrmError
+
+    from corecrm_plugins.nurture_sequences.actions import preview, runtime
+
+    crm = make_crm()
+    (a,) = crm.add_leads([{"first_name": "<i>Ann</i>", "email": "ann@example.org", "company": "Acme"}])
+    rt = runtime(crm)
+    msg = preview(rt, "trial", "1", a)
+    assert msg["subject"] == "Welcome <i>Ann</i>" and "&lt;i&gt;Ann&lt;/i&gt;" in msg["html"]
+    assert msg["unsubscribe_url"].startswith("https://crm.example.com/u/") and msg["headers"]["X-Corecrm-Idempotency-Key"].endswith("-trial-0")
+    assert preview(rt, "trial", "tips", a)["subject"] == "Tips for Acme"
+    with pytest.raises(CrmError, match="unknown step '9'"):
+        preview(rt, "trial", "9", a)
+    with pytest.raises(CrmError, match="unknown sequence"):
+        preview(rt, "nope", "1", a)
+    assert smtp.parsed() == [] and crm.events(a) == []
+
+
+def test_tokens_are_signed_and_bound_to_the_workspace(make_crm, smtp):
+    from corecrm_plugins.nurture_sequences import tokens
+    from corecrm_plugins.nurture_sequences.actions import runtime, unsubscribe
+
+    crm = make_crm()
+    rt = runtime(crm)
+    tok = tokens.sign(rt.cfg.secret, "unsubscribe", w=crm.workspace, l=1, c="email", p="marketing", a="x@example.org")
+    body, sig = tok.split(".")
+    forged = tokens.sign("another-secret", "unsubscribe", w=crm.workspace, l=2, c="email", p="marketing", a="y@example.org")
+    for bad in (forged, body + "." + sig[::-1], "garbage", body[:-2] + "." + sig):
+        with pytest.raises(tokens.TokenError):
+            unsubscribe(rt, bad, now=T0)
+    other_ws = tokens.sign(rt.cfg.secret, "unsubscribe", w="elsewhere", l=1, c="email", p="marketing", a=None)
+    with pytest.raises(tokens.TokenError, match="workspace"):
+        unsubscribe(rt, other_ws, now=T0)
+    confirm_tok = tokens.sign(rt.cfg.secret, "confirm", w=crm.workspace, l=1, c="email", p="marketing", a=None)
+    with pytest.raises(tokens.TokenError, match="not a unsubscribe token"):
+        unsubscribe(rt, confirm_tok, now=T0)
