@@ -481,10 +481,12 @@ def config_check() -> None:
         try:
             cfg = st.config
             pm = st.plugins
-            for name in pm.loaded_names():
-                for ws in [cfg.default_workspace, *cfg.workspaces()]:
+            checks: list[str] = []
+            for ws in dict.fromkeys([cfg.default_workspace, *cfg.workspaces()]):
+                for name in pm.loaded_names():
                     pm.settings(name, ws)
-            checks = pm.collect("crm_config_checks") if hasattr(pm.pm.hook, "crm_config_checks") else []
+                for plugin, found in pm.each("crm_config_warnings", workspace=ws):
+                    checks.extend(f"{plugin} (workspace {ws}): {w}" for w in found)
         except CrmError as exc:
             fail(str(exc))
     for w in caught:
