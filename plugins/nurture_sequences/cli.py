@@ -24,24 +24,20 @@ def _now(value: str | None, crm: Any) -> dt.datetime:
 
 
 def _crm(ctx: click.Context) -> Any:
-    """The CRM instance the core's CLI opened (``ctx.obj``), opened lazily if it is an opener."""
-    obj = ctx.find_root().obj
-    for attr in ("crm", "open_crm"):
-        val = getattr(obj, attr, None)
-        if val is not None:
-            return val() if callable(val) else val
-    if obj is not None and hasattr(obj, "engine"):
-        return obj
-    raise click.ClickException("no CRM instance (run through the corecrm command)")
+    """The CRM the core's CLI opened for this invocation (``--config``, ``--workspace``, ``--database``)."""
+    from corecrm.clitools import state
+
+    return state().crm
 
 
 def _ws(ctx: click.Context, crm: Any) -> str:
-    obj = ctx.find_root().obj
-    return getattr(obj, "workspace", None) or crm.config.default_workspace
+    return crm.ws(None)
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+    from corecrm.clitools import echo_json
+
+    echo_json(data)
 
 
 @click.command("run")

@@ -22,44 +22,50 @@ from corecrm.config import Config
 from corecrm.context import HookContext
 from corecrm.plugins import PluginManager
 from corecrm.storage import schema
-from corecrm.storage.db import make_engine
+from corecrm.app import Crm
 
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)  # a Monday
 SECRET_VAR = "CORECRM_TEST_NURTURE_SECRET"
 
-BACKENDS = ["sqlite"] + (["postgres"] if os.environ.get("CORECRM_TEST_PG_URL") else [])
+PG_URL = os.environ.get("CORECRM_TEST_PG_URL")
+REQUIRE_SERVERS = os.environ.get("CORECRM_REQUIRE_SERVERS", "") not in ("", "0")
 
 
-def database_url(backend: str, tmp_path: Any) -> str:
-    if backend == "postgres":
-        return os.environ["CORECRM_TEST_PG_URL"]
-    return f"sqlite:///{tmp_path / 'crm.db'}"
+def require_server(what: str) -> None:
+    """Skip locally, fail in CI (``CORECRM_REQUIRE_SERVERS=1``), when a server is missing."""
+    if REQUIRE_SERVERS:
+        pytest.fail(f"{what} is required (CORECRM_REQUIRE_SERVERS=1) but not available")
+    pytest.skip(f"{what} not available")
 
 
-def create_tables(engine: Any, extra: list[Any]) -> None:
-    """The core tables and the plugins' own (what ``corecrm init`` does)."""
-    with engine.begin() as conn:
-        schema.metadata.create_all(conn, checkfirst=True)
-        for md in extra:
-            md.create_all(conn, checkfirst=True)
+def pg_database() -> Any:
+    """A fresh PostgreSQL database on the server named by CORECRM_TEST_PG_URL (dropped afterwards)."""
+    if not PG_URL:
+        require_server("PostgreSQL (CORECRM_TEST_PG_URL)")
+    name = f"corecrm_nt_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG_URL.rpartition('/')[0]}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
 
 
-class HarnessCrm:
-    """The parts of ``corecrm.app.Crm`` the nurture plugins use: config, plugins, engine, now()."""
+class HarnessCrm(Crm):
+    """The real :class:`corecrm.app.Crm` with a settable clock and a few test helpers."""
 
     def __init__(self, url: str, plugins_cfg: dict[str, Any], workspace: str | None = None) -> None:
         os.environ.setdefault(SECRET_VAR, "test-secret-not-for-production")
-        self.workspace = workspace or f"t{uuid.uuid4().hex[:10]}"
-        self.config = Config.from_dict({"crm": {"database": url, "default_workspace": self.workspace}, "plugins": plugins_cfg})
-        self.plugins = PluginManager(self.config).load()
-        self.engine = make_engine(url)
-        create_tables(self.engine, [md for _n, mds in self.plugins.each("crm_db_schema") for md in mds])
+        ws = workspace or f"t{uuid.uuid4().hex[:10]}"
         self.clock = T0
+        cfg = Config.from_dict({"crm": {"default_workspace": ws}, "plugins": plugins_cfg})
+        super().__init__(cfg, database=url, workspace=ws, clock=lambda: self.clock)
+        self.ensure_schema()
 
-    def now(self) -> dt.datetime:
-        return self.clock
-
-    def ctx(self, mode: str = "event") -> HookContext:
+    def hook_ctx(self, mode: str = "event") -> HookContext:
         return HookContext(crm=self, workspace=self.workspace, now=self.clock, mode=mode)  # type: ignore[arg-type]
 
     def add_leads(self, rows: list[dict[str, Any]]) -> list[int]:
@@ -73,19 +79,12 @@ class HarnessCrm:
                 ids.append(conn.execute(schema.leads.insert().values(**row).returning(schema.leads.c.id)).scalar_one())
         return ids
 
-    def set_stage(self, lead_id: int, stage: str, *, notify: bool = True) -> None:
+    def set_stage_silently(self, lead_id: int, stage: str) -> None:
+        """Change the stage without telling the plugins (a missed event)."""
         with self.engine.begin() as conn:
-            old = conn.execute(sa.select(schema.leads.c.stage).where(schema.leads.c.id == lead_id)).scalar_one()
             conn.execute(schema.leads.update().where(schema.leads.c.id == lead_id).values(stage=stage, updated_at=self.clock))
-            conn.execute(schema.events.insert().values(workspace=self.workspace, lead_id=lead_id, type="stage_changed", at=self.clock, plugin="test",
-                                                       detail={"from": old, "to": stage, "reason": "test"}))  # fmt: skip
-        if notify:
-            from corecrm.models import Event
 
-            ev = Event(type="stage_changed", at=self.clock, detail={"from": old, "to": stage, "reason": "test"}, lead_id=lead_id)
-            self.plugins.notify("crm_stage_changed", workspace=self.workspace, events=[ev], ctx=self.ctx())
-
-    def events(self, lead_id: int | None = None, type: str | None = None) -> list[dict[str, Any]]:
+    def events_of(self, lead_id: int | None = None, type: str | None = None) -> list[dict[str, Any]]:
         ev = schema.events.c
         q = sa.select(ev.lead_id, ev.type, ev.at, ev.plugin, ev.detail).where(ev.workspace == self.workspace).order_by(ev.id)
         if lead_id is not None:
@@ -94,9 +93,6 @@ class HarnessCrm:
             q = q.where(ev.type == type)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q).all()]
-
-    def close(self) -> None:
-        self.engine.dispose()
 
 
 def nurture_settings(**over: Any) -> dict[str, Any]:
@@ -131,9 +127,12 @@ def email_settings(port: int, **over: Any) -> dict[str, Any]:
     return {"host": "127.0.0.1", "port": port, "from_address": "news@shop.example", "from_name": "Shop", "timeout": 10.0, **over}
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: Any) -> str:
-    return request.param
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend_url(request: Any, tmp_path: Any) -> Any:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'crm.db'}"
+    else:
+        yield from pg_database()
 
 
 # --------------------------------------------------------------------------- SMTP server
@@ -201,13 +200,13 @@ def smtp() -> Any:
 
 
 @pytest.fixture
-def make_crm(tmp_path: Any, backend: str, smtp: Inbox) -> Any:
+def nurture_crm(backend_url: str, smtp: Inbox) -> Any:
     made: list[HarnessCrm] = []
 
     def _make(nurture: dict[str, Any] | None = None, email_over: dict[str, Any] | None = None) -> HarnessCrm:
         cfg = {"nurture_sequences": nurture if nurture is not None else nurture_settings(),
                "channel_email": email_settings(smtp.port, **(email_over or {}))}  # type: ignore[attr-defined]  # fmt: skip
-        crm = HarnessCrm(database_url(backend, tmp_path), cfg)
+        crm = HarnessCrm(backend_url, cfg)
         made.append(crm)
         return crm
 
@@ -251,6 +250,7 @@ def worker_process(url: str, plugins_cfg: dict[str, Any], workspace: str, now_is
 
     crm = HarnessCrm(url, plugins_cfg, workspace=workspace)
     rt = runtime(crm)
+    rt.worker = f"worker-{os.getpid()}"
     start.wait(30)
     stats = run_once(rt, dt.datetime.fromisoformat(now_iso))
     out.put(stats.to_json())

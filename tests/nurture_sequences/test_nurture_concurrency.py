@@ -7,15 +7,15 @@ from collections import Counter
 
 import sqlalchemy as sa
 
-from nurture_testkit import T0, backend, consent_in, email_settings, enrol, make_crm, nurture_settings, smtp, worker_process  # noqa: F401
+from nurture_testkit import T0, backend_url, consent_in, email_settings, enrol, nurture_crm, nurture_settings, smtp, worker_process  # noqa: F401
 
 from corecrm_plugins.nurture_sequences.tables import messages
 
 
-def test_two_schedulers_in_two_processes_send_each_message_once(make_crm, smtp):
+def test_two_schedulers_in_two_processes_send_each_message_once(nurture_crm, smtp):
     n = 240
     cfg = nurture_settings(batch_size=15)
-    crm = make_crm(cfg)
+    crm = nurture_crm(cfg)
     ids = crm.add_leads([{"first_name": f"L{i}", "email": f"lead{i}@example.org"} for i in range(n)])
     consent_in(crm, ids)
     enrol(crm, ids)
@@ -40,4 +40,4 @@ def test_two_schedulers_in_two_processes_send_each_message_once(make_crm, smtp):
     with crm.engine.connect() as conn:
         statuses = Counter(r[0] for r in conn.execute(sa.select(messages.c.status).where(messages.c.workspace == crm.workspace)))
     assert statuses == {"sent": n}
-    assert len(crm.events(type="email_sent")) == n
+    assert len(crm.events_of(type="email_sent")) == n

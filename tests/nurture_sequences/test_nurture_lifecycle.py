@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from corecrm.models import Event
 
-from nurture_testkit import T0, backend, consent_in, enrol, make_crm, nurture_settings, run, smtp, three_step_sequence  # noqa: F401
+from nurture_testkit import T0, backend_url, consent_in, enrol, nurture_crm, nurture_settings, run, smtp, three_step_sequence  # noqa: F401
 
 from corecrm_plugins.nurture_sequences.tables import enrolments
 
@@ -31,18 +31,23 @@ def _rules_cfg():
     return nurture_settings(sequences={"trial": trial, "winback": winback, "renewal": renewal, "onboarding": onboarding})
 
 
-def test_intake_rules_enrol_and_capture_consent_is_recorded(make_crm, smtp):
+def test_intake_rules_enrol_and_capture_consent_is_recorded(nurture_crm, smtp):
+    """End to end through the core's intake: capture → pipeline → crm_leads_captured → rules."""
+    import json
+
+    from corecrm.records import RawCapture
+
     from corecrm_plugins.nurture_sequences import consent
 
-    crm = make_crm(_rules_cfg())
-    a, b, c = crm.add_leads([
+    crm = nurture_crm(_rules_cfg())
+    docs = [
         {"first_name": "A", "email": "A@Example.org", "source": "web", "interests": ["trial", "pricing"],
          "consent": {"email": True, "source": "form", "proof": {"form": "trial", "ip": "192.0.2.7"}}},
         {"first_name": "B", "email": "b@example.org", "source": "partner", "interests": ["trial"]},
         {"first_name": "C", "email": "c@example.org", "source": "ads", "interests": ["trial"], "consent": {"email": {"marketing": False}}},
-    ])  # fmt: skip
-    events = [Event(type="captured", at=T0, lead_id=i) for i in (a, b, c)]
-    crm.plugins.notify("crm_leads_captured", workspace=crm.workspace, events=events, ctx=crm.ctx("intake"))
+    ]  # fmt: skip
+    (res,) = crm.capture([RawCapture(payload=json.dumps(docs).encode(), origin="form.json")])
+    a, b, c = res.lead_ids
     assert _enrolled(crm) == [(a, "trial", "active"), (c, "trial", "active")]
     with crm.engine.connect() as conn:
         la = consent.consent_for_lead(conn, crm.workspace, a)
@@ -50,31 +55,28 @@ def test_intake_rules_enrol_and_capture_consent_is_recorded(make_crm, smtp):
     assert [(r["channel"], r["purpose"], r["status"], r["address"], r["source"]) for r in la] == [("email", "marketing", "opted_in", "a@example.org", "form")]
     assert la[0]["proof"]["ip"] == "192.0.2.7"
     assert lc[0]["status"] == "opted_out"
-    ev = crm.events(a, "nurture_enrolled")[0]
+    ev = crm.events_of(a, "nurture_enrolled")[0]
     assert ev["detail"]["sequence"] == "trial" and "trial.enrol[0]" in ev["detail"]["reason"] and ev["detail"]["by"] == "nurture_sequences"
-    # Captured again: no second enrolment.
-    crm.plugins.notify("crm_leads_captured", workspace=crm.workspace, events=events, ctx=crm.ctx("intake"))
+    assert any(e.type == "nurture_enrolled" for e in crm.history(a))
+    # The same observer called again (a retry): no second enrolment.
+    events = [Event(type="captured", at=T0, lead_id=i) for i in (a, b, c)]
+    crm.plugins.notify("crm_leads_captured", workspace=crm.workspace, events=events, ctx=crm.hook_ctx("intake"))
     assert len(_enrolled(crm)) == 2
     stats = run(crm, T0)
     assert stats.sent == 1 and stats.exited == 1  # c opted out: exits, a gets its e-mail
     assert [m["To"] for m in smtp.parsed()] == ["A <A@Example.org>"]
 
 
-def test_stage_change_and_conversion_rules(make_crm, smtp):
-    crm = make_crm(_rules_cfg())
+def test_stage_change_and_conversion_rules(nurture_crm, smtp):
+    crm = nurture_crm(_rules_cfg())
     a, b = crm.add_leads([{"first_name": "A", "email": "a@example.org", "stage": "mql"}, {"first_name": "B", "email": "b@example.org", "stage": "mql"}])
-    crm.set_stage(a, "nurturing")
+    crm.move_stage(a, "nurturing")
     assert _enrolled(crm) == [(a, "winback", "active")]
-    crm.set_stage(a, "customer")  # converted: leaves winback; the converted rule enrols it in onboarding
-    crm.plugins.notify("crm_lead_converted", workspace=crm.workspace, events=[Event(type="converted", at=T0, lead_id=a, detail={"customer_id": 1})], ctx=crm.ctx())
-    with crm.engine.begin() as conn:
-        from corecrm.storage import schema
-
-        conn.execute(schema.leads.update().where(schema.leads.c.id == a).values(status="converted", customer_id=1))
+    crm.convert(a)  # converted: leaves winback; the converted rule enrols it in onboarding
     assert _enrolled(crm) == [(a, "onboarding", "active"), (a, "winback", "exited")]
-    assert crm.events(a, "nurture_exited")[0]["detail"]["reason"] == "converted"
-    crm.set_stage(b, "disqualified")
-    assert _enrolled(crm)[-1][0] == a  # nothing for b
+    assert crm.events_of(a, "nurture_exited")[0]["detail"]["reason"] == "converted"
+    crm.move_stage(b, "disqualified")
+    assert {x[0] for x in _enrolled(crm)} == {a}  # nothing for b
 
     from corecrm_plugins.nurture_sequences.report import run_report
 
@@ -87,11 +89,11 @@ def test_stage_change_and_conversion_rules(make_crm, smtp):
     assert rows["winback"]["converted"] == 1 and rows["winback"]["conversion_rate"] == 1.0
 
 
-def test_date_rule_enrols_a_customer_before_renewal(make_crm, smtp):
+def test_date_rule_enrols_a_customer_before_renewal(nurture_crm, smtp):
     from corecrm_plugins.nurture_sequences.actions import runtime
     from corecrm_plugins.nurture_sequences.enrolment import enrol_by_date
 
-    crm = make_crm(_rules_cfg())
+    crm = nurture_crm(_rules_cfg())
     soon, later, past = crm.add_leads([
         {"first_name": "S", "email": "s@example.org", "attributes": {"renewal_date": "2026-03-20"}},
         {"first_name": "L", "email": "l@example.org", "attributes": {"renewal_date": "2026-06-01"}},
@@ -103,12 +105,12 @@ def test_date_rule_enrols_a_customer_before_renewal(make_crm, smtp):
     assert _enrolled(crm) == [(soon, "renewal", "active")]
 
 
-def test_merge_never_moves_consent(make_crm, smtp):
+def test_merge_never_moves_consent(nurture_crm, smtp):
     from corecrm.storage import schema
 
     from corecrm_plugins.nurture_sequences import consent
 
-    crm = make_crm()
+    crm = nurture_crm()
     keep, gone = crm.add_leads([{"first_name": "K", "email": "k@example.org"}, {"first_name": "G", "email": "g@example.org"}])
     consent_in(crm, [gone])  # only the merged-away person consented
     enrol(crm, [keep, gone])
@@ -121,16 +123,16 @@ def test_merge_never_moves_consent(make_crm, smtp):
         assert len(consent.consent_for_lead(conn, crm.workspace, gone)) == 1
     stats = run(crm, T0 + 10 * DAY)
     assert stats.sent == 0 and smtp.parsed() == []
-    assert "no consent recorded" in crm.events(keep, "nurture_step_skipped")[0]["detail"]["reason"]
+    assert "no consent recorded" in crm.events_of(keep, "nurture_step_skipped")[0]["detail"]["reason"]
     assert consent.MERGE_EXCLUDED_FIELDS == ("consent",)
 
 
-def test_preview_renders_like_the_scheduler_without_sending(make_crm, smtp):
+def test_preview_renders_like_the_scheduler_without_sending(nurture_crm, smtp):
     from corecrm.errors import CrmError
 
     from corecrm_plugins.nurture_sequences.actions import preview, runtime
 
-    crm = make_crm()
+    crm = nurture_crm()
     (a,) = crm.add_leads([{"first_name": "<i>Ann</i>", "email": "ann@example.org", "company": "Acme"}])
     rt = runtime(crm)
     msg = preview(rt, "trial", "1", a)
@@ -141,14 +143,14 @@ def test_preview_renders_like_the_scheduler_without_sending(make_crm, smtp):
         preview(rt, "trial", "9", a)
     with pytest.raises(CrmError, match="unknown sequence"):
         preview(rt, "nope", "1", a)
-    assert smtp.parsed() == [] and crm.events(a) == []
+    assert smtp.parsed() == [] and crm.events_of(a) == []
 
 
-def test_tokens_are_signed_and_bound_to_the_workspace(make_crm, smtp):
+def test_tokens_are_signed_and_bound_to_the_workspace(nurture_crm, smtp):
     from corecrm_plugins.nurture_sequences import tokens
     from corecrm_plugins.nurture_sequences.actions import runtime, unsubscribe
 
-    crm = make_crm()
+    crm = nurture_crm()
     rt = runtime(crm)
     tok = tokens.sign(rt.cfg.secret, "unsubscribe", w=crm.workspace, l=1, c="email", p="marketing", a="x@example.org")
     body, sig = tok.split(".")

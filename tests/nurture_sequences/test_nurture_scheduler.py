@@ -6,7 +6,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from nurture_testkit import T0, backend, consent_in, enrol, make_crm, run, smtp  # noqa: F401
+from nurture_testkit import T0, backend_url, consent_in, enrol, nurture_crm, run, smtp  # noqa: F401
 
 from corecrm_plugins.nurture_sequences.tables import enrolments, messages
 
@@ -28,8 +28,8 @@ def _messages(crm, lead_id=None):
         return [dict(r) for r in conn.execute(q).mappings().all()]
 
 
-def test_three_step_sequence_sends_each_step_at_its_time(make_crm, smtp):
-    crm = make_crm()
+def test_three_step_sequence_sends_each_step_at_its_time(nurture_crm, smtp):
+    crm = nurture_crm()
     (lead,) = crm.add_leads([{"first_name": "<b>Zoé</b>", "email": "zoe@example.org", "timezone": "Europe/Paris", "company": "Acme"}])
     consent_in(crm, [lead])
     enrol(crm, [lead])
@@ -64,33 +64,33 @@ def test_three_step_sequence_sends_each_step_at_its_time(make_crm, smtp):
     assert _enrolment(crm, lead)["status"] == "completed"
     # Running again later sends nothing.
     assert run(crm, due3 + 30 * DAY).sent == 0
-    sent_events = crm.events(lead, "email_sent")
+    sent_events = crm.events_of(lead, "email_sent")
     assert [e["detail"]["step"] for e in sent_events] == ["welcome", "tips", "last_call"]
     assert all(e["plugin"] == "nurture_sequences" and e["detail"]["idempotency_key"] for e in sent_events)
     assert [m["status"] for m in _messages(crm, lead)] == ["sent", "sent", "sent"]
 
 
-def test_lead_that_qualifies_after_step_one_exits(make_crm, smtp):
-    crm = make_crm()
+def test_lead_that_qualifies_after_step_one_exits(nurture_crm, smtp):
+    crm = nurture_crm()
     a, b = crm.add_leads([{"first_name": "A", "email": "a@example.org"}, {"first_name": "B", "email": "b@example.org"}])
     consent_in(crm, [a, b])
     enrol(crm, [a, b])
     assert run(crm, T0).sent == 2
     crm.clock = T0 + DAY
-    crm.set_stage(a, "mql")  # the observer ends the enrolment at once
+    crm.move_stage(a, "mql")  # the observer ends the enrolment at once
     assert _enrolment(crm, a)["status"] == "exited" and _enrolment(crm, a)["exit_reason"] == "qualified"
-    crm.set_stage(b, "sql", notify=False)  # even a missed event: the send-time check catches it
+    crm.set_stage_silently(b, "sql")  # even a missed event: the send-time check catches it
     stats = run(crm, T0 + 10 * DAY)
     assert stats.sent == 0 and stats.exited == 1
     assert _enrolment(crm, b)["exit_reason"] == "qualified"
     assert len(smtp.to("a@example.org")) == 1 and len(smtp.to("b@example.org")) == 1
-    assert crm.events(b, "nurture_exited")[0]["detail"]["reason"] == "qualified"
+    assert crm.events_of(b, "nurture_exited")[0]["detail"]["reason"] == "qualified"
 
 
-def test_replied_lead_exits(make_crm, smtp):
+def test_replied_lead_exits(nurture_crm, smtp):
     from corecrm.storage import schema
 
-    crm = make_crm()
+    crm = nurture_crm()
     (a,) = crm.add_leads([{"first_name": "A", "email": "a@example.org"}])
     consent_in(crm, [a])
     enrol(crm, [a])
@@ -101,11 +101,11 @@ def test_replied_lead_exits(make_crm, smtp):
     assert stats.sent == 0 and _enrolment(crm, a)["exit_reason"] == "replied"
 
 
-def test_unsubscribed_lead_receives_nothing_more(make_crm, smtp):
+def test_unsubscribed_lead_receives_nothing_more(nurture_crm, smtp):
     from corecrm_plugins.nurture_sequences import consent
     from corecrm_plugins.nurture_sequences.actions import runtime, unsubscribe
 
-    crm = make_crm()
+    crm = nurture_crm()
     (a,) = crm.add_leads([{"first_name": "A", "email": "a@example.org"}])
     consent_in(crm, [a])
     enrol(crm, [a])
@@ -129,10 +129,10 @@ def test_unsubscribed_lead_receives_nothing_more(make_crm, smtp):
     assert run(crm).sent == 0 and _enrolment(crm, b)["exit_reason"] == "unsubscribed"
 
 
-def test_lead_without_consent_is_never_emailed(make_crm, smtp):
+def test_lead_without_consent_is_never_emailed(nurture_crm, smtp):
     from corecrm_plugins.nurture_sequences.actions import confirm, runtime, set_consent
 
-    crm = make_crm()
+    crm = nurture_crm()
     none, other, pending = crm.add_leads([
         {"first_name": "N", "email": "none@example.org"},
         {"first_name": "O", "email": "other@example.org"},
@@ -145,12 +145,12 @@ def test_lead_without_consent_is_never_emailed(make_crm, smtp):
         stats.add(run(crm, T0 + d * DAY))
     assert stats.sent == 0 and stats.skipped == 9
     assert smtp.parsed() == []
-    reasons = {e["detail"]["reason"] for e in crm.events(none, "nurture_step_skipped")}
+    reasons = {e["detail"]["reason"] for e in crm.events_of(none, "nurture_step_skipped")}
     assert reasons == {"no email consent for marketing: no consent recorded"}
-    assert "another address" in crm.events(other, "nurture_step_skipped")[0]["detail"]["reason"]
+    assert "another address" in crm.events_of(other, "nurture_step_skipped")[0]["detail"]["reason"]
 
     # Double opt-in: the opt-in stays pending (and nothing is sent) until the signed link is followed.
-    crm2 = make_crm({**__import__("nurture_testkit").nurture_settings(), "double_opt_in": ["email"]})
+    crm2 = nurture_crm({**__import__("nurture_testkit").nurture_settings(), "double_opt_in": ["email"]})
     (p,) = crm2.add_leads([{"first_name": "P", "email": "p@example.org"}])
     rt = runtime(crm2)
     res = set_consent(rt, p, "email", "marketing", True, now=T0, source="form", proof={"form": "trial"})
@@ -163,8 +163,8 @@ def test_lead_without_consent_is_never_emailed(make_crm, smtp):
     assert run(crm2, T0 + 2 * DAY).sent == 1  # step 2 goes; step 1 was skipped while pending
 
 
-def test_retry_with_backoff_then_failed_with_reason(make_crm, smtp):
-    crm = make_crm()
+def test_retry_with_backoff_then_failed_with_reason(nurture_crm, smtp):
+    crm = nurture_crm()
     a, b = crm.add_leads([{"first_name": "A", "email": "busy@example.org"}, {"first_name": "B", "email": "gone@example.org"}])
     consent_in(crm, [a, b])
     enrol(crm, [a, b])
@@ -181,8 +181,8 @@ def test_retry_with_backoff_then_failed_with_reason(make_crm, smtp):
     (ma, mb) = _messages(crm, a)[0], _messages(crm, b)[0]
     assert ma["status"] == "failed" and "451" in ma["error"] and "gave up after 3 attempts" in ma["error"] and ma["attempts"] == 3
     assert mb["status"] == "failed" and "550" in mb["error"]
-    assert crm.events(a, "nurture_send_failed")[0]["detail"]["error"] == ma["error"]
-    assert len(crm.events(a, "nurture_send_retry")) == 2
+    assert crm.events_of(a, "nurture_send_failed")[0]["detail"]["error"] == ma["error"]
+    assert len(crm.events_of(a, "nurture_send_retry")) == 2
     assert smtp.parsed() == []
     # The bounced address is suppressed: an opt-out recorded with source "bounce".
     from corecrm_plugins.nurture_sequences import consent
@@ -195,11 +195,11 @@ def test_retry_with_backoff_then_failed_with_reason(make_crm, smtp):
     assert _enrolment(crm, b)["status"] == "exited"  # the bounce opted it out, so step 2 exits
 
 
-def test_crash_between_send_and_record_never_sends_twice(make_crm, smtp):
+def test_crash_between_send_and_record_never_sends_twice(nurture_crm, smtp):
     from corecrm_plugins.nurture_sequences import scheduler
     from corecrm_plugins.nurture_sequences.actions import runtime
 
-    crm = make_crm()
+    crm = nurture_crm()
     (a,) = crm.add_leads([{"first_name": "A", "email": "a@example.org"}])
     consent_in(crm, [a])
     enrol(crm, [a])
@@ -221,11 +221,11 @@ def test_crash_between_send_and_record_never_sends_twice(make_crm, smtp):
     assert [m["X-Corecrm-Idempotency-Key"] for m in smtp.parsed()] == [f"nurture-{crm.workspace}-{a}-trial-0", f"nurture-{crm.workspace}-{a}-trial-1"]
 
 
-def test_frequency_cap_defers_without_losing_the_step(make_crm, smtp):
+def test_frequency_cap_defers_without_losing_the_step(nurture_crm, smtp):
     from nurture_testkit import nurture_settings, three_step_sequence
 
     seqs = {"trial": three_step_sequence(), "news": three_step_sequence()}
-    crm = make_crm(nurture_settings(sequences=seqs), {"frequency_cap": 1, "frequency_window": "1d"})
+    crm = nurture_crm(nurture_settings(sequences=seqs), {"frequency_cap": 1, "frequency_window": "1d"})
     (a,) = crm.add_leads([{"first_name": "A", "email": "a@example.org"}])
     consent_in(crm, [a])
     enrol(crm, [a], "trial")
@@ -238,16 +238,16 @@ def test_frequency_cap_defers_without_losing_the_step(make_crm, smtp):
     assert sorted(m["X-Corecrm-Sequence"] for m in smtp.parsed()) == ["news/welcome", "trial/welcome"]
 
 
-def test_owner_task_channel_creates_a_task(make_crm, smtp):
+def test_owner_task_channel_creates_a_task(nurture_crm, smtp):
     from corecrm.storage import schema
     from nurture_testkit import nurture_settings
 
     seq = {"steps": [{"name": "call", "channel": "owner_task", "subject": "Call {{ lead.first_name }}", "text": "Ask about {{ lead.company }}"}]}
-    crm = make_crm(nurture_settings(sequences={"dealer": seq}))
+    crm = nurture_crm(nurture_settings(sequences={"dealer": seq}))
     (a,) = crm.add_leads([{"first_name": "A", "email": "a@example.org", "owner": "sam", "company": "Acme"}])
     enrol(crm, [a], "dealer")
     assert run(crm, T0).sent == 1  # owner_task needs no consent (require_consent = ["email"])
     with crm.engine.connect() as conn:
         (task,) = conn.execute(sa.select(schema.activities).where(schema.activities.c.workspace == crm.workspace)).mappings().all()
     assert task["type"] == "task" and task["owner"] == "sam" and task["note"] == "Call A\n\nAsk about Acme"
-    assert crm.events(a, "message_sent")[0]["detail"]["channel"] == "owner_task"
+    assert crm.events_of(a, "message_sent")[0]["detail"]["channel"] == "owner_task"
