@@ -100,3 +100,10 @@ def crm_cli_commands() -> Iterable[CliCommand]:
     from corecrm_plugins.nurture_sequences.cli import commands
 
     return commands()
+
+
+@hookimpl
+def crm_config_warnings(settings: Mapping[str, Any], workspace: str) -> Iterable[str] | None:
+    from corecrm_plugins.nurture_sequences.config import config_warnings
+
+    return config_warnings(settings)

@@ -123,3 +123,19 @@ def _thaw(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_thaw(v) for v in value]
     return value
+
+
+def config_warnings(s: Mapping[str, Any]) -> list[str]:
+    """Valid but questionable settings, for ``corecrm config check``."""
+    key = f"plugins.{PLUGIN}"
+    out: list[str] = []
+    seqs = parse_sequences(_thaw(s.get("sequences") or {}), f"{key}.sequences")
+    email_steps = [f"{key}.sequences.{n}.steps[{st.index}]" for n, q in seqs.items() for st in q.steps if st.channel == "email"]
+    if email_steps and (not s.get("secret") or not s.get("unsubscribe_url")):
+        out.append(f"{key}.unsubscribe_url: e-mail steps ({email_steps[0]}…) need secret and unsubscribe_url: without an unsubscribe link they fail")
+    if "email" in (s.get("double_opt_in") or []) and not s.get("confirm_url"):
+        out.append(f"{key}.confirm_url: double opt-in is on for email but there is no confirmation link to send")
+    for name, q in seqs.items():
+        if not q.rules:
+            out.append(f"{key}.sequences.{name}.enrol: no enrolment rule: leads enter only by hand (nurture enrol) or through another plugin")
+    return out

@@ -128,3 +128,17 @@ def test_sequences_parse_from_frozen_settings():
     assert [s.name for s in cfg.sequences["trial"].steps] == ["welcome", "tips", "last_call"]
     assert cfg.sequences["trial"].steps[2].at == dt.time(9, 0)
     assert three_step_sequence()["steps"][0]["name"] == "welcome"
+
+
+def test_hook_crm_config_warnings_flags_missing_links_and_rules(monkeypatch):
+    from corecrm_plugins.nurture_sequences.config import config_warnings
+
+    monkeypatch.setenv("CORECRM_TEST_NURTURE_SECRET", "x")
+    cfg = nurture_settings(double_opt_in=["email"])
+    del cfg["unsubscribe_url"]
+    pm = load(cfg)
+    warnings = [w for name, found in pm.each("crm_config_warnings", workspace="default") if name == "nurture_sequences" for w in found]
+    assert any(w.startswith("plugins.nurture_sequences.unsubscribe_url: e-mail steps") for w in warnings)
+    assert any(w.startswith("plugins.nurture_sequences.confirm_url:") for w in warnings)
+    assert any(w.startswith("plugins.nurture_sequences.sequences.trial.enrol: no enrolment rule") for w in warnings)
+    assert config_warnings({**nurture_settings(), "sequences": {"t": three_step_sequence(enrol=[{"on": "intake"}])}}) == []
