@@ -15,7 +15,6 @@ import datetime as dt
 import re
 import threading
 import time
-from email.message import EmailMessage
 from email.utils import formataddr, formatdate
 from typing import Any, Mapping, Sequence
 from urllib.parse import quote
@@ -110,6 +109,9 @@ class _RateLimiter:
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
+#: CRLF line ends on the wire (smtplib sends bytes as they are); long headers such as
+#: List-Unsubscribe stay on one line up to the RFC 5322 limit.
+_WIRE = __import__("email.policy", fromlist=["compat32"]).compat32.clone(linesep="\r\n", max_line_length=998)
 
 
 class EmailChannel:
@@ -133,13 +135,29 @@ class EmailChannel:
         self.require_unsubscribe = bool(settings.get("require_unsubscribe", True))
 
     # ------------------------------------------------------------------ building
-    def build(self, m: Mapping[str, Any]) -> EmailMessage:
+    def build(self, m: Mapping[str, Any]) -> Any:
+        """The MIME message: text part, optional HTML alternative, unsubscribe and idempotency headers.
+
+        Built with the ``compat32`` MIME classes: the modern ``EmailMessage``
+        header registry costs several milliseconds per message, more than the
+        SMTP round trips themselves (measured by ``bench/bench_nurture.py``).
+        """
+        from email.header import Header
+        from email.mime.multipart import MIMEMultipart
+        from email.mime.text import MIMEText
+
         if not self.from_address:
             raise EmailSendError(f"no sender: set plugins.{PLUGIN}.from_address", permanent=True)
-        msg = EmailMessage()
-        msg["From"] = formataddr((self.from_name, self.from_address)) if self.from_name else self.from_address
-        msg["To"] = formataddr((m.get("to_name") or "", m["to"])) if m.get("to_name") else m["to"]
-        msg["Subject"] = m.get("subject") or ""
+        text = MIMEText(m.get("text") or "", "plain", "utf-8")
+        if m.get("html"):
+            msg: Any = MIMEMultipart("alternative")
+            msg.attach(text)
+            msg.attach(MIMEText(m["html"], "html", "utf-8"))
+        else:
+            msg = text
+        msg["From"] = _addr(self.from_name, self.from_address)
+        msg["To"] = _addr(m.get("to_name"), m["to"])
+        msg["Subject"] = Header(m.get("subject") or "", "utf-8") if not (m.get("subject") or "").isascii() else (m.get("subject") or "")
         msg["Date"] = formatdate(localtime=False)
         domain = self.from_address.rsplit("@", 1)[-1]
         key = m.get("idempotency_key")
@@ -150,23 +168,23 @@ class EmailChannel:
         for k, v in (m.get("headers") or {}).items():
             msg[k] = v
         unsub = []
-        if m.get("unsubscribe_url"):
-            unsub.append(f"<{m['unsubscribe_url']}>")
+        url = m.get("unsubscribe_url") or ""
+        if url:
+            unsub.append(f"<{url}>")
         if m.get("unsubscribe_mailto"):
-            token = str(m.get("unsubscribe_url") or "").rsplit("/", 1)[-1]
+            token = url.rsplit("/", 1)[-1]
             unsub.append(f"<mailto:{m['unsubscribe_mailto']}?subject={quote('unsubscribe ' + token)}>")
         if unsub:
             msg["List-Unsubscribe"] = ", ".join(unsub)
-            if m.get("unsubscribe_url", "").startswith("https://") or m.get("unsubscribe_url", "").startswith("http://"):
+            if url.startswith(("https://", "http://")):
                 msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         elif self.require_unsubscribe:
             raise EmailSendError(
                 "no unsubscribe link: set plugins.nurture_sequences.secret and unsubscribe_url (or channel_email.require_unsubscribe = false)",
                 permanent=True,
             )
-        msg.set_content(m.get("text") or "")
-        if m.get("html"):
-            msg.add_alternative(m["html"], subtype="html")
+        if any(c in str(v) for v in msg.values() for c in "\r\n"):
+            raise EmailSendError("a header contains a line break", permanent=True)
         return msg
 
     # ------------------------------------------------------------------ SMTP
@@ -233,7 +251,7 @@ class EmailChannel:
         deferred = self._frequency_deferrals(messages, ctx)
         for i, wait in deferred.items():
             outcomes[i] = EmailSendError(f"frequency cap: {self.cap} per {self.window} reached for {messages[i].get('to')}", retry_after=wait)
-        built: list[tuple[int, EmailMessage]] = []
+        built: list[tuple[int, Any]] = []
         for i, m in enumerate(messages):
             if i in deferred:
                 continue
@@ -251,7 +269,7 @@ class EmailChannel:
                 try:
                     if conn is None:
                         conn = self.connect()
-                    refused = conn.send_message(msg, from_addr=self.from_address, to_addrs=[messages[i]["to"]])
+                    refused = conn.sendmail(self.from_address, [messages[i]["to"]], msg.as_bytes(policy=_WIRE))
                     if refused:
                         code, text = next(iter(refused.values()))
                         outcomes[i] = EmailSendError(f"recipient refused: {code} {text!r}", permanent=code >= 500, suppress=code >= 500)
@@ -285,6 +303,17 @@ class EmailChannel:
                         [{"workspace": ctx["workspace"], "recipient": r, "sent_at": ctx["now"], "message_id": mid, "idempotency_key": key} for r, mid, key in logged],
                     )
         return outcomes
+
+
+def _addr(name: str | None, address: str) -> str:
+    """``Name <address>``, the name RFC 2047-encoded when it is not ASCII."""
+    if not name:
+        return address
+    if name.isascii():
+        return formataddr((name, address))
+    from email.header import Header
+
+    return f"{Header(name, 'utf-8').encode()} <{address}>"
 
 
 def _reset(conn: Any) -> Any:

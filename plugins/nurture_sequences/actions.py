@@ -16,7 +16,7 @@ from corecrm_plugins.nurture_sequences.store import exit_enrolments, load_leads,
 
 def runtime(crm: Any, workspace: str | None = None) -> Runtime:
     """The scheduler's view of a CRM instance for one workspace."""
-    ws = workspace or crm.config.default_workspace
+    ws = crm.ws(workspace) if hasattr(crm, "ws") else (workspace or crm.config.default_workspace)
     cfg = NurtureSettings.from_settings(crm.plugins.settings(PLUGIN, ws))
     channels = crm.plugins.collect_named("crm_message_channels", workspace=ws, what="message channel")
     return Runtime(engine=crm.engine, workspace=ws, cfg=cfg, channels=channels, crm=crm)
