@@ -21,12 +21,19 @@ LEAD_TEMPLATE_FIELDS: tuple[str, ...] = (
     "score", "grade",
 )  # fmt: skip
 
+class _SampleAttributes(dict):  # type: ignore[type-arg]
+    """Industry data differs per deployment: at check time any ``lead.attributes.<key>`` exists."""
+
+    def __missing__(self, key: str) -> str:
+        return f"sample {key}"
+
+
 #: A lead used to trial-render templates when the configuration is checked.
 SAMPLE_LEAD: dict[str, Any] = {
     "id": 1, "first_name": "Ada", "last_name": "Lovelace", "full_name": "Ada Lovelace", "email": "ada@example.com",
     "phone": "+44 20 7946 0000", "company": "Analytical Engines Ltd", "title": "CTO", "country": "GB",
     "region": "GB-ENG", "city": "London", "postal_code": "EC1A 1BB", "source": "web", "campaign": "trial",
-    "language": "en", "timezone": "Europe/London", "interests": ["trial"], "attributes": {}, "stage": "nurturing",
+    "language": "en", "timezone": "Europe/London", "interests": ["trial"], "attributes": _SampleAttributes(), "stage": "nurturing",
     "owner": "sam", "team": "sales", "score": 42.0, "grade": "B",
 }  # fmt: skip
 

@@ -142,3 +142,24 @@ def test_hook_crm_config_warnings_flags_missing_links_and_rules(monkeypatch):
     assert any(w.startswith("plugins.nurture_sequences.confirm_url:") for w in warnings)
     assert any(w.startswith("plugins.nurture_sequences.sequences.trial.enrol: no enrolment rule") for w in warnings)
     assert config_warnings({**nurture_settings(), "sequences": {"t": three_step_sequence(enrol=[{"on": "intake"}])}}) == []
+
+
+def _doc_examples() -> list[str]:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "plugins" / "nurture.md").read_text(encoding="utf-8")
+    return [b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if ".enrol]]" in b and ".steps]]" in b]
+
+
+@pytest.mark.parametrize("block", _doc_examples(), ids=["saas_trial", "car_dealer"])
+def test_the_guide_examples_pass_config_check(block, monkeypatch):
+    import tomllib
+
+    monkeypatch.setenv("CORECRM_NURTURE_SECRET", "doc-secret")
+    data = tomllib.loads(block)
+    pm = PluginManager(Config.from_dict(data)).load()
+    from corecrm_plugins.nurture_sequences.config import NurtureSettings
+
+    cfg = NurtureSettings.from_settings(pm.settings("nurture_sequences"))
+    assert len(cfg.sequences) >= 1 and all(s.rules for s in cfg.sequences.values())
