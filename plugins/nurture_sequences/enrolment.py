@@ -83,11 +83,47 @@ def consent_from_capture(leads: Mapping[int, Any], cfg: NurtureSettings, now: dt
 
 
 def on_captured(crm: Any, workspace: str, cfg: NurtureSettings, lead_ids: Sequence[int], ctx: Any) -> None:
+    """Record the consent captures carried, then enrol the new leads (both set-based).
+
+    Kept cheap for bulk intake: the consent read touches only leads that
+    carry consent, and leads are loaded for enrolment only when some plugin
+    may enrol them.
+    """
+    import sqlalchemy as sa
+
+    from corecrm.storage import schema
+
+    lc = schema.leads.c
+    ids = sorted(set(lead_ids))
     with crm.engine.begin() as conn:
-        leads = load_leads(conn, workspace, lead_ids)
-        consent_mod.record(conn, workspace, consent_from_capture(leads, cfg, ctx.now), recorded_at=ctx.now)
+        with_consent: dict[int, Any] = {}
+        for chunk in _chunks(ids):
+            for r in conn.execute(
+                sa.select(lc.id, lc.email, lc.phone, lc.source, lc.capture_id, lc.consent, lc.created_at)
+                .where(lc.workspace == workspace, lc.id.in_(chunk), lc.consent.is_not(None))
+            ).all():
+                if r.consent:
+                    with_consent[r.id] = r
+        if with_consent:
+            consent_mod.record(conn, workspace, consent_from_capture(with_consent, cfg, ctx.now), recorded_at=ctx.now)
+    if not _anyone_enrols(crm, workspace, cfg, "intake"):
+        return
+    with crm.engine.connect() as conn:
+        leads = load_leads(conn, workspace, ids)
     batch = [leads[i] for i in sorted(leads)]
     _persist(crm, workspace, cfg, collect_enrolments(crm, workspace, batch, _event_ctx(ctx, "intake")), ctx.now)
+
+
+def _chunks(ids: Sequence[int], n: int = 900) -> Any:
+    for i in range(0, len(ids), n):
+        yield ids[i : i + n]
+
+
+def _anyone_enrols(crm: Any, workspace: str, cfg: NurtureSettings, trigger: str) -> bool:
+    """Whether a rule of ours or another plugin's ``crm_enrol_leads`` may enrol on this trigger."""
+    if any(r.on == trigger for s in cfg.sequences.values() for r in s.rules):
+        return True
+    return any(name != PLUGIN for name, _impl in crm.plugins.impls("crm_enrol_leads", workspace))
 
 
 def on_stage_changed(crm: Any, workspace: str, cfg: NurtureSettings, changes: Sequence[tuple[int, str | None]], ctx: Any) -> None:
@@ -104,6 +140,9 @@ def on_stage_changed(crm: Any, workspace: str, cfg: NurtureSettings, changes: Se
     with crm.engine.begin() as conn:
         for cond, ids in by_cond.items():
             exit_enrolments(conn, workspace, cfg, ids, cond, now=now, detail="stage changed")
+    if not _anyone_enrols(crm, workspace, cfg, "stage_changed"):
+        return
+    with crm.engine.connect() as conn:
         leads = load_leads(conn, workspace, [lid for lid, _ in changes])
     batch, to = [], []
     for lead_id, stage in changes:
@@ -117,6 +156,9 @@ def on_stage_changed(crm: Any, workspace: str, cfg: NurtureSettings, changes: Se
 def on_converted(crm: Any, workspace: str, cfg: NurtureSettings, lead_ids: Sequence[int], ctx: Any) -> None:
     with crm.engine.begin() as conn:
         exit_enrolments(conn, workspace, cfg, lead_ids, "converted", now=ctx.now, detail="lead converted")
+    if not _anyone_enrols(crm, workspace, cfg, "converted"):
+        return
+    with crm.engine.connect() as conn:
         leads = load_leads(conn, workspace, lead_ids)
     batch = [leads[i] for i in sorted(leads)]
     _persist(crm, workspace, cfg, collect_enrolments(crm, workspace, batch, _event_ctx(ctx, "converted")), ctx.now)

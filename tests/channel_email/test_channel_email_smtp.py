@@ -156,3 +156,14 @@ def test_implicit_tls_and_certificate_verification(certificate):
         assert len(inbox.parsed()) == 1
     finally:
         ctl.stop()
+
+
+def test_header_injection_and_non_ascii_names(smtp):
+    out = channel(smtp.port).send([
+        message("a@example.org", subject="Hi\r\nBcc: victim@example.org"),
+        message("b@example.org", to_name="Zoë Ünal", subject="Grüße, Zoë"),
+    ], {})  # fmt: skip
+    assert isinstance(out[0], EmailSendError) and out[0].permanent and "line break" in str(out[0])
+    (msg,) = smtp.parsed()
+    assert str(msg["To"]) == "Zoë Ünal <b@example.org>" and str(msg["Subject"]) == "Grüße, Zoë"
+    assert [e[1] for e in smtp.envelopes] == [["b@example.org"]]

@@ -164,3 +164,54 @@ def test_tokens_are_signed_and_bound_to_the_workspace(nurture_crm, smtp):
     confirm_tok = tokens.sign(rt.cfg.secret, "confirm", w=crm.workspace, l=1, c="email", p="marketing", a=None)
     with pytest.raises(tokens.TokenError, match="not a unsubscribe token"):
         unsubscribe(rt, confirm_tok, now=T0)
+
+
+def test_the_car_dealer_example_from_the_guide(backend_url, smtp):
+    """The guide's second example, run as written: double opt-in holds e-mail back, the call task still comes."""
+    import json
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from corecrm.records import RawCapture
+
+    from nurture_testkit import HarnessCrm, email_settings
+
+    from corecrm_plugins.nurture_sequences.actions import confirm, runtime, set_consent
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "plugins" / "nurture.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", doc, re.S) if "test_drive_follow_up" in b)
+    plugins = tomllib.loads(block)["plugins"]
+    plugins["nurture_sequences"]["secret"] = {"env": "CORECRM_TEST_NURTURE_SECRET"}
+    plugins["channel_email"] = email_settings(smtp.port)
+    crm = HarnessCrm(backend_url, plugins)
+    try:
+        doc_lead = {"first_name": "Jonas", "last_name": "Weber", "email": "jonas@example.de", "source": "web",
+                    "attributes": {"test_drive": True, "model": "ID.4"}}  # fmt: skip
+        (res,) = crm.capture([RawCapture(payload=json.dumps([doc_lead]).encode(), origin="web-form.json")])
+        (lead,) = res.lead_ids
+        with crm.engine.begin() as conn:  # what a routing plugin would have done
+            from corecrm.storage import schema
+
+            conn.execute(schema.leads.update().where(schema.leads.c.id == lead).values(owner="sam"))
+        rt = runtime(crm)
+        pending = set_consent(rt, lead, "email", "service", True, now=T0, source="web-form", proof={"form": "test-drive"})
+        assert pending["status"] == "pending" and pending["confirm_url"].startswith("https://dealer.example/confirm/")
+
+        assert run(crm, T0 + dt.timedelta(hours=2)).skipped == 1  # thank_you: not confirmed yet
+        assert "double opt-in not confirmed yet" in crm.events_of(lead, "nurture_step_skipped")[0]["detail"]["reason"]
+        # thank_you was due at 11:00 Berlin; a day later is 11:00, so the next 10:00 is the day after.
+        call_due = dt.datetime(2026, 3, 4, 9, 0, tzinfo=dt.timezone.utc)
+        assert run(crm, call_due - dt.timedelta(minutes=1)).sent == 0
+        st = run(crm, call_due)
+        assert st.sent == 1, [e["detail"]["reason"] for e in crm.events_of(lead, "nurture_step_skipped")]
+        (task,) = crm.activities(lead_id=lead)
+        assert task["owner"] == "sam" and task["note"].startswith("Call Jonas Weber about the ID.4")
+
+        confirm(rt, pending["confirm_token"], now=call_due)
+        offer_due = dt.datetime(2026, 3, 10, 16, 0, tzinfo=dt.timezone.utc)  # six days later, 17:00 Berlin
+        assert run(crm, offer_due).sent == 1
+        (mail,) = smtp.parsed()
+        assert mail["Subject"] == "Your ID.4: this month's offer" and mail["List-Unsubscribe"].startswith("<https://dealer.example/u/")
+    finally:
+        crm.close()
