@@ -37,8 +37,8 @@ def load_leads(conn: Connection, workspace: str, ids: Iterable[int]) -> dict[int
     cols = [schema.leads.c[n] for n in _LEAD_COLS]
     ids = sorted(set(ids))
     for chunk in chunks(ids):
-        for r in conn.execute(sa.select(*cols).where(schema.leads.c.workspace == workspace, schema.leads.c.id.in_(chunk))).mappings():
-            d = dict(r)
+        for r in conn.execute(sa.select(*cols).where(schema.leads.c.workspace == workspace, schema.leads.c.id.in_(chunk))):
+            d = dict(zip(_LEAD_COLS, r))
             d["stage"] = parse_stage(d["stage"])
             d["interests"] = d["interests"] or []
             d["attributes"] = d["attributes"] or {}
@@ -68,6 +68,13 @@ def write_events(conn: Connection, workspace: str, rows: Sequence[tuple[int, str
     )
 
 
+class _Slim:
+    __slots__ = ("status", "timezone")
+
+    def __init__(self, status: str, timezone: str | None) -> None:
+        self.status, self.timezone = status, timezone
+
+
 def _insert_ignore(conn: Connection) -> Any:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
@@ -83,7 +90,7 @@ def enrol(
     items: Sequence[tuple[int, str, str, str]],
     *,
     now: dt.datetime,
-    leads: Mapping[int, Lead] | None = None,
+    leads: Mapping[int, Any] | None = None,
 ) -> list[tuple[int, str]]:
     """Enrol ``(lead_id, sequence, reason, plugin)`` items; a lead already in a sequence stays as it is.
 
@@ -93,8 +100,12 @@ def enrol(
     items = [it for it in items if it[1] in cfg.sequences]
     if not items:
         return []
-    if leads is None:
-        leads = load_leads(conn, workspace, [it[0] for it in items])
+    if leads is None:  # only what enrolment needs: a narrow read, not whole leads
+        lc = schema.leads.c
+        leads = {}
+        for chunk in chunks(sorted({it[0] for it in items})):
+            for lid, status, tz in conn.execute(sa.select(lc.id, lc.status, lc.timezone).where(lc.workspace == workspace, lc.id.in_(chunk))):
+                leads[lid] = _Slim(status, tz)
     rows, seen = [], set()
     for lead_id, seq_name, reason, plugin in items:
         lead = leads.get(lead_id)
