@@ -66,7 +66,11 @@ def run_cmd(ctx: click.Context, now_s: str | None, watch: bool, as_json: bool) -
             click.echo(" ".join(f"{k}={v}" for k, v in out.items()))
         if not watch:
             break
-        time.sleep(rt.cfg.watch_interval.total_seconds())
+        try:
+            time.sleep(rt.cfg.watch_interval.total_seconds())
+        except KeyboardInterrupt:
+            click.echo("stopped", err=True)
+            break
         if fixed:  # a fixed clock moves on by the interval, so --watch --now replays a schedule
             fixed = fixed + rt.cfg.watch_interval
 

@@ -119,3 +119,26 @@ def test_config_check_rejects_a_bad_template_naming_the_key_path(home: Path):
     (home / "corecrm.toml").write_text(text.replace("{{ lead.first_name </p>", "{{ lead.first_name }}</p>"))
     r = cli("config", "check")
     assert r.exit_code == 1 and "plugins.nurture_sequences.sequences.trial.steps[1].delay: expected a duration" in r.output
+
+
+def test_run_watch_replays_a_schedule_with_a_fixed_clock(home: Path, smtp, monkeypatch):
+    """--watch --now: each round moves the clock on by watch_interval (here 1d), until stopped."""
+    import time as time_mod
+
+    text = (home / "corecrm.toml").read_text().replace('unsubscribe_url = ', 'watch_interval = "1d"\nunsubscribe_url = ', 1)
+    (home / "corecrm.toml").write_text(text)
+    (home / "leads.json").write_text(json.dumps([{"first_name": "Ada", "email": "ada@example.org", "interests": ["trial"], "consent": {"email": True}}]))
+    assert cli("capture", "leads.json").exit_code == 0
+    rounds = []
+
+    def fake_sleep(seconds):
+        rounds.append(seconds)
+        if len(rounds) == 4:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(time_mod, "sleep", fake_sleep)
+    r = cli("nurture", "run", "--watch", "--now", "2026-03-02T08:00:00+00:00", "--json")
+    assert r.exit_code == 0, r.output
+    sent = [json.loads(line)["sent"] for line in r.output.strip().splitlines() if line.startswith("{")]
+    assert sent == [1, 0, 0, 1] and rounds == [86400.0] * 4  # welcome on day 0, day3 on day 3
+    assert [m["Subject"] for m in smtp.parsed()] == ["Welcome to the trial, Ada", "Three days in"]
