@@ -123,7 +123,6 @@ class Engine:
         for rule in self.rs.engagement:
             weight = 0.0
             count = 0
-            oldest = 0.0
             for ev in relevant:
                 if ev.type not in rule.types or not _detail_matches(ev.detail, rule.where):
                     continue
@@ -132,7 +131,6 @@ class Engine:
                     continue
                 weight += 0.5 ** (age / rule.half_life_days) if rule.half_life_days else 1.0
                 count += 1
-                oldest = age
                 if rule.max_events is not None and count >= rule.max_events:
                     break
             if not count:
@@ -143,7 +141,7 @@ class Engine:
             what = "/".join(sorted(rule.types))
             reason = f"{count} × {what} at {rule.points:g} each"
             if rule.half_life_days:
-                reason += f", decayed to {fmt(units, self.scale)} (half-life {rule.half_life_days:g} d, oldest {oldest:.0f} d ago)"
+                reason += f", decayed to {fmt(units, self.scale)} (half-life {rule.half_life_days:g} d)"
             out.append(Hit(rule.name, units, reason, rule.group))
         return out
 

@@ -444,10 +444,10 @@ def validate_precision(value: Any, key: str) -> int:
 
 
 def check_cross(settings: Mapping[str, Any], prefix: str) -> None:
-    """Checks that span keys: rules naming a group must find it when groups are declared strictly."""
+    """Checks that span keys (the total floor and cap)."""
     total_lo, total_hi = settings.get("min_score"), settings.get("max_score")
     if total_lo is not None and total_hi is not None and total_lo > total_hi:
-        raise _err(f"{prefix}.max_score", f"max_score ({total_hi:g}) is below min_score ({total_lo:g})")
+        raise _err(f"{prefix}.max_score" if prefix else "max_score", f"max_score ({total_hi:g}) is below min_score ({total_lo:g})")
 
 
 def validate_ruleset(settings: Mapping[str, Any], prefix: str = "plugins.scoring_basic") -> None:
@@ -463,10 +463,11 @@ def validate_ruleset(settings: Mapping[str, Any], prefix: str = "plugins.scoring
         "precision": validate_precision,
     }
     for k, v in settings.items():
+        key = f"{prefix}.{k}" if prefix else k
         if k in validators:
-            validators[k](v, f"{prefix}.{k}")
-        elif k not in ("enabled",):
-            raise _err(f"{prefix}.{k}", f"unknown setting (valid: {', '.join(sorted(validators))})")
+            validators[k](v, key)
+        else:
+            raise _err(key, f"unknown setting (valid: {', '.join(sorted(validators))})")
     check_cross(settings, prefix)
 
 

@@ -1,0 +1,396 @@
+"""Set-based rescoring of stored leads: ``corecrm score recompute`` and the dry run behind ``score diff``.
+
+Leads are read in big id-ordered batches (keyset pagination, one query per
+batch), their history in one range query per batch, every scoring plugin is
+called once per batch through the plugin manager (so a second scorer's
+contributions are kept, each stamped with its plugin), and the results are
+written back with one ``executemany`` UPDATE and one bulk event insert per
+batch. Only leads whose score, explanation, grade or stage changed are
+written; a ``scored`` event is recorded only when the score itself changed.
+
+Each batch is its own transaction: a run interrupted half-way leaves whole
+batches rescored and the rest untouched, and running it again finishes the
+job (rescoring is idempotent).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import attrs
+import sqlalchemy as sa
+
+from corecrm.context import HookContext
+from corecrm.lifecycle import Stage, can_move
+from corecrm.models import Event, Lead
+from corecrm.records import Qualification, ScoreContribution
+from corecrm.storage.db import as_utc, bulk_insert, dumps, is_postgres, ts
+
+NAME = "scoring_basic"
+
+#: Lead columns read for scoring (everything a rule or another scorer may look at; not the intake log).
+LEAD_READ_COLUMNS: tuple[str, ...] = (
+    "id",
+    "workspace",
+    "stage",
+    "status",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company",
+    "title",
+    "country",
+    "region",
+    "city",
+    "postal_code",
+    "source",
+    "campaign",
+    "language",
+    "timezone",
+    "interests",
+    "attributes",
+    "consent",
+    "score",
+    "grade",
+    "score_detail",
+    "owner",
+    "team",
+    "capture_id",
+    "origin_key",
+    "created_at",
+    "updated_at",
+    "assigned_at",
+    "first_contact_at",
+    "customer_id",
+    "merged_into",
+)
+_JSON_COLS = ("interests", "attributes", "consent", "score_detail")
+_TIME_COLS = ("created_at", "updated_at", "assigned_at", "first_contact_at")
+#: Scorers' own output is not engagement: keep re-scores from feeding on themselves.
+SKIP_EVENT_TYPES: tuple[str, ...] = ("scored", "graded")
+
+EVENT_COLUMNS = ("workspace", "lead_id", "type", "at", "plugin", "detail")
+
+
+@attrs.define(slots=True)
+class Outcome:
+    """What rescoring one lead produced."""
+
+    lead: Lead
+    score: float | None
+    detail: dict[str, Any] | None
+    grade: str | None
+    stage: Stage
+    stage_reason: str = ""
+    refused: str | None = None  #: a stage move the lifecycle refused, with why
+
+
+@attrs.define(slots=True)
+class RecomputeStats:
+    workspace: str
+    leads: int = 0
+    rescored: int = 0
+    score_changed: int = 0
+    grade_changed: int = 0
+    stage_changed: int = 0
+    rows_written: int = 0
+    events_written: int = 0
+    refused: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _loads(value: Any) -> Any:
+    if isinstance(value, (str, bytes)):
+        return json.loads(value)
+    return value
+
+
+def _lead_from_row(row: Sequence[Any]) -> Lead:
+    d = dict(zip(LEAD_READ_COLUMNS, row))
+    for k in _JSON_COLS:
+        v = d[k]
+        if v is not None:
+            d[k] = _loads(v)
+    for k in _TIME_COLS:
+        v = d[k]
+        if v is not None:
+            d[k] = as_utc(v)
+    d["interests"] = d["interests"] or []
+    d["attributes"] = d["attributes"] or {}
+    d["consent"] = d["consent"] or {}
+    d["stage"] = Stage(d["stage"])
+    return Lead(**d)
+
+
+_READ_SQL = sa.text(
+    f"SELECT {', '.join(LEAD_READ_COLUMNS)} FROM leads "
+    "WHERE workspace = :ws AND id > :after AND status <> 'merged' ORDER BY id LIMIT :n"
+)
+
+
+def read_lead_batch(conn: sa.Connection, workspace: str, after: int, batch_size: int) -> list[Lead]:
+    """The next ``batch_size`` stored leads of a workspace with id > ``after`` (merged ones skipped)."""
+    rows = conn.execute(_READ_SQL, {"ws": workspace, "after": after, "n": batch_size}).all()
+    return [_lead_from_row(r) for r in rows]
+
+
+def iter_lead_batches(conn: sa.Connection, workspace: str, batch_size: int) -> Iterator[list[Lead]]:
+    """Stored leads of a workspace (not merged ones), in id order, ``batch_size`` at a time."""
+    after = 0
+    while True:
+        batch = read_lead_batch(conn, workspace, after, batch_size)
+        if not batch:
+            return
+        yield batch
+        after = batch[-1].id
+
+
+def events_loader(conn: sa.Connection, workspace: str, lo: int, hi: int) -> Callable[[list[int]], dict[int, list[Event]]]:
+    """Load the history of every lead with lo <= id <= hi in one range query (index on workspace, lead_id)."""
+    cache: dict[int, list[Event]] | None = None
+
+    def load(ids: list[int]) -> dict[int, list[Event]]:
+        nonlocal cache
+        if cache is None:
+            skip = ", ".join(f"'{t}'" for t in SKIP_EVENT_TYPES)
+            rows = conn.execute(
+                sa.text(
+                    "SELECT id, lead_id, type, at, plugin, detail FROM events "
+                    f"WHERE workspace = :ws AND lead_id BETWEEN :lo AND :hi AND type NOT IN ({skip})"
+                ),
+                {"ws": workspace, "lo": lo, "hi": hi},
+            ).all()
+            cache = {}
+            for eid, lead_id, typ, at, plugin, detail in rows:
+                cache.setdefault(lead_id, []).append(
+                    Event(type=typ, at=as_utc(at), plugin=plugin, detail=_loads(detail) or {}, lead_id=lead_id, id=eid)
+                )
+        # Every asked-for id gets an entry, so a lead without history is not reloaded.
+        return {i: cache.get(i, []) for i in ids}
+
+    return load
+
+
+# --------------------------------------------------------------------------- scoring a batch
+
+
+def combine_ruleset(contributions: Sequence[ScoreContribution]) -> str | None:
+    """The ruleset label stored with a score: one version, or ``plugin=version`` pairs when several scorers."""
+    by_plugin = sorted({(c.plugin, c.ruleset) for c in contributions if c.ruleset})
+    if not by_plugin:
+        return None
+    versions = {v for _, v in by_plugin}
+    if len(by_plugin) == 1 or len(versions) == 1:
+        return by_plugin[0][1]
+    return ";".join(f"{p}={v}" for p, v in by_plugin)
+
+
+def contribution_json(c: ScoreContribution) -> dict[str, Any]:
+    return {"rule": c.rule, "points": c.points, "reason": c.reason, "group": c.group, "plugin": c.plugin}
+
+
+def score_batch(
+    crm: Any,
+    workspace: str,
+    leads: list[Lead],
+    ctx: HookContext,
+    *,
+    override: Mapping[str, Any] | None = None,
+) -> list[Outcome]:
+    """Call every scorer and qualifier on a batch, the way intake does; return per-lead outcomes.
+
+    ``override`` replaces this plugin's settings (``score diff --rules``);
+    every other plugin gets its own settings for the workspace.
+    """
+    pm = crm.plugins
+    per_lead: list[list[ScoreContribution]] = [[] for _ in leads]
+    for name, impl in pm.impls("crm_score_leads", workspace):
+        if override is not None and name == NAME:
+            from . import crm_score_leads
+
+            result = crm_score_leads(leads=leads, ctx=ctx, settings=override)
+        else:
+            result = pm.call_impl(name, impl, {"leads": leads, "ctx": ctx}, workspace)
+        for rec in result or ():
+            if not rec.plugin:
+                rec.plugin = name
+            if not 0 <= rec.index < len(leads):
+                from corecrm.errors import PluginError
+
+                raise PluginError(f"crm_score_leads returned index {rec.index} for a batch of {len(leads)}", plugin=name)
+            per_lead[rec.index].append(rec)
+    scores: list[float | None] = []
+    details: list[dict[str, Any] | None] = []
+    for recs in per_lead:
+        if not recs:
+            scores.append(None)
+            details.append(None)
+            continue
+        scores.append(math.fsum(c.points for c in recs))
+        details.append({"ruleset": combine_ruleset(recs), "contributions": [contribution_json(c) for c in recs]})
+
+    grades: list[str | None] = [lead.grade for lead in leads]
+    wanted: list[tuple[Stage, str] | None] = [None] * len(leads)
+    for name, impl in pm.impls("crm_qualify_leads", workspace):
+        if override is not None and name == NAME:
+            from . import crm_qualify_leads
+
+            result = crm_qualify_leads(leads=leads, scores=scores, ctx=ctx, settings=override)
+        else:
+            result = pm.call_impl(name, impl, {"leads": leads, "scores": scores, "ctx": ctx}, workspace)
+        for q in result or ():
+            q = q if isinstance(q, Qualification) else q
+            if q.grade is not None:
+                grades[q.index] = q.grade
+            if q.stage is not None:
+                wanted[q.index] = (Stage(q.stage), q.reason)
+
+    out = []
+    for i, lead in enumerate(leads):
+        stage, reason, refused = lead.stage, "", None
+        if wanted[i] is not None:
+            target, why = wanted[i]
+            if target != lead.stage:
+                if can_move(lead.stage, target):
+                    stage, reason = target, why
+                else:
+                    refused = f"cannot move from {lead.stage.value} to {target.value}"
+        out.append(Outcome(lead, scores[i], details[i], grades[i] if scores[i] is not None else lead.grade, stage, reason, refused))
+    return out
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _executemany(conn: sa.Connection, sql_qmark: str, rows: list[tuple[Any, ...]]) -> None:
+    """One driver-level executemany (the fast path on both SQLite and psycopg)."""
+    if not rows:
+        return
+    raw = conn.connection.driver_connection
+    if is_postgres(conn):
+        with raw.cursor() as cur:
+            cur.executemany(sql_qmark.replace("?", "%s"), rows)
+        return
+    cur = raw.cursor()
+    try:
+        cur.executemany(sql_qmark, rows)
+    finally:
+        cur.close()
+
+
+def write_outcomes(conn: sa.Connection, workspace: str, outcomes: Sequence[Outcome], now: dt.datetime, stats: RecomputeStats) -> list[Event]:
+    """Write changed rows (one executemany) and their events (one bulk insert); return the stage events."""
+    updates: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
+    stage_events: list[Event] = []
+    now_db = ts(now, conn)
+    pg = is_postgres(conn)
+    for o in outcomes:
+        lead = o.lead
+        if o.refused:
+            stats.refused += 1
+        if o.score is None:
+            continue
+        stats.rescored += 1
+        new_detail = dumps(o.detail)
+        old_detail = lead.score_detail
+        old_detail_s = dumps(old_detail) if old_detail is not None else None
+        score_changed = lead.score is None or o.score != lead.score
+        grade_changed = o.grade != lead.grade
+        stage_changed = o.stage != lead.stage
+        if not (score_changed or grade_changed or stage_changed or new_detail != old_detail_s):
+            continue
+        updates.append((o.score, o.grade, new_detail if not pg else new_detail, o.stage.value, now_db, lead.id, workspace))
+        if score_changed:
+            stats.score_changed += 1
+            detail = {"score": o.score, "previous": lead.score, **(o.detail or {})}
+            events.append((workspace, lead.id, "scored", now_db, NAME, dumps(detail)))
+        if grade_changed:
+            stats.grade_changed += 1
+            events.append((workspace, lead.id, "graded", now_db, NAME, dumps({"grade": o.grade, "previous": lead.grade})))
+        if stage_changed:
+            stats.stage_changed += 1
+            detail = {"from": lead.stage.value, "to": o.stage.value, "reason": o.stage_reason}
+            events.append((workspace, lead.id, "stage_changed", now_db, NAME, dumps(detail)))
+            stage_events.append(Event(type="stage_changed", at=now, plugin=NAME, detail=detail, lead_id=lead.id))
+    _executemany(
+        conn,
+        "UPDATE leads SET score = ?, grade = ?, score_detail = ?, stage = ?, updated_at = ? WHERE id = ? AND workspace = ?",
+        updates,
+    )
+    if events:
+        from corecrm.storage.schema import events as events_table
+
+        bulk_insert(conn, events_table, EVENT_COLUMNS, events)
+    stats.rows_written += len(updates)
+    stats.events_written += len(events)
+    return stage_events
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def workspaces_with_leads(engine: sa.Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(sa.text("SELECT DISTINCT workspace FROM leads ORDER BY workspace"))]
+
+
+def recompute(
+    crm: Any,
+    workspace: str,
+    *,
+    batch_size: int = 20000,
+    now: dt.datetime | None = None,
+    progress: Callable[[RecomputeStats], None] | None = None,
+) -> RecomputeStats:
+    """Rescore every stored lead of ``workspace`` with the current rules and write what changed."""
+    import time
+
+    t0 = time.perf_counter()
+    now = now or crm.now()
+    stats = RecomputeStats(workspace)
+    # One connection, one transaction per batch: read, score, write, commit.
+    # (On SQLite every transaction takes the write lock up front, so a
+    # separate reading connection would deadlock against the writer.)
+    with crm.engine.connect() as conn:
+        after = 0
+        while True:
+            leads = read_lead_batch(conn, workspace, after, batch_size)
+            if not leads:
+                conn.rollback()
+                break
+            after = leads[-1].id
+            stats.leads += len(leads)
+            ids = [lead.id for lead in leads]
+            ctx = HookContext(
+                crm=crm,
+                workspace=workspace,
+                now=now,
+                mode="recompute",
+                events_loader=events_loader(conn, workspace, ids[0], ids[-1]),
+                extra={"batch_ids": ids},
+            )
+            try:
+                outcomes = score_batch(crm, workspace, leads, ctx)
+                stage_events = write_outcomes(conn, workspace, outcomes, now, stats)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            if stage_events:
+                # Observers hear about committed stage moves, as after intake.
+                crm.plugins.notify("crm_stage_changed", workspace=workspace, events=stage_events, ctx=ctx)
+            if progress is not None:
+                progress(stats)
+    stats.seconds = time.perf_counter() - t0
+    return stats
