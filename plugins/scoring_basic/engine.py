@@ -53,27 +53,21 @@ def _age_days(now: dt.datetime, at: dt.datetime) -> float:
     return max(0.0, (now - at).total_seconds() / 86400.0)
 
 
-def _detail_matches(detail: Mapping[str, Any] | None, where: tuple[tuple[str, frozenset[Any]], ...]) -> bool:
+def _detail_matches(detail: Mapping[str, Any] | None, where: tuple[tuple[str, frozenset[Any], Any], ...]) -> bool:
     if not where:
         return True
     if not detail:
         return False
-    for key, allowed in where:
+    for key, allowed, rx in where:
         value = detail.get(key)
-        if isinstance(value, str):
-            if value not in allowed and not any(isinstance(a, str) and _glob(value, a) for a in allowed):
-                return False
-        elif value not in allowed:
+        try:
+            if value in allowed:
+                continue
+        except TypeError:  # an unhashable detail value (list, dict) matches no filter
+            return False
+        if rx is None or not isinstance(value, str) or not rx.match(value):
             return False
     return True
-
-
-def _glob(value: str, pattern: str) -> bool:
-    if "*" not in pattern and "?" not in pattern:
-        return False
-    import fnmatch
-
-    return fnmatch.fnmatchcase(value, pattern)
 
 
 class Engine:

@@ -483,13 +483,21 @@ class FitRule:
     test: Callable[[Any, dt.datetime], str | None]
 
 
+def _compile_where(key: str, value: Any) -> tuple[str, frozenset[Any], re.Pattern[str] | None]:
+    """An event-detail filter: exact values, plus string globs (``*/pricing*``) as one regex."""
+    values = value if isinstance(value, list) else [value]
+    globs = [v for v in values if isinstance(v, str) and any(ch in v for ch in "*?[")]
+    rx = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)) if globs else None
+    return key, frozenset(values), rx
+
+
 @attrs.define(slots=True)
 class EventRule:
     name: str
     points: float
     group: str | None
     types: frozenset[str]
-    where: tuple[tuple[str, frozenset[Any]], ...]
+    where: tuple[tuple[str, frozenset[Any], re.Pattern[str] | None], ...]
     half_life_days: float | None
     within_days: float | None
     max_events: int | None
@@ -555,9 +563,7 @@ def compile_ruleset(settings: Mapping[str, Any]) -> Ruleset:
         group = rule.get("group")
         if op == EVENT_OP:
             types = rule["event"] if isinstance(rule["event"], list) else [rule["event"]]
-            where = tuple(
-                (k, frozenset(v if isinstance(v, list) else [v])) for k, v in sorted((rule.get("where") or {}).items())
-            )
+            where = tuple(_compile_where(k, v) for k, v in sorted((rule.get("where") or {}).items()))
             engagement.append(
                 EventRule(
                     name=rule["name"],
@@ -887,13 +893,15 @@ def _compile_test(op: str, rule: Mapping[str, Any], free: frozenset[str]) -> Cal
         patterns = [p.strip().casefold() for p in rule["values"]]
         plain = frozenset(p for p in patterns if not any(ch in p for ch in "*?["))
         globs = [p for p in patterns if p not in plain]
+        # All globs as one compiled regex: fnmatch per value would re-translate every call.
+        glob_rx = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)) if globs else None
 
         def attribution(lead: Any, now: dt.datetime) -> str | None:
             v = getattr(lead, op)
             if not v:
                 return None
             fv = v.strip().casefold()
-            if fv in plain or any(fnmatch.fnmatchcase(fv, g) for g in globs):
+            if fv in plain or (glob_rx is not None and glob_rx.match(fv)):
                 return f"{op} {v!r}"
             return None
 
