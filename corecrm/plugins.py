@@ -252,6 +252,8 @@ class PluginManager:
         for arg in impl.argnames:
             if arg == "settings":
                 args.append(self.settings(name, workspace))
+            elif arg == "workspace" and "workspace" not in kwargs:
+                args.append(workspace or self.config.default_workspace)
             else:
                 args.append(kwargs[arg])
         return impl.function(*args)
