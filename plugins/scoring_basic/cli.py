@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
+from corecrm.clitools import echo_json, pass_crm, state
 from corecrm.records import CliCommand
 
 from .recompute import NAME
 
 
-def _crm(ctx: click.Context) -> Any:
-    """The CRM instance the core's CLI opened (``ctx.obj``, or its ``crm`` attribute / key)."""
-    obj = ctx.find_root().obj
-    for candidate in (obj, getattr(obj, "crm", None), obj.get("crm") if isinstance(obj, dict) else None):
-        if candidate is not None and hasattr(candidate, "engine") and hasattr(candidate, "plugins"):
-            return candidate
-    opener = getattr(obj, "open_crm", None) or getattr(obj, "get_crm", None)
-    if callable(opener):
-        return opener()
-    raise click.ClickException("no CRM is open (run through the corecrm command)")
+def _explicit_workspace(option: str | None) -> str | None:
+    """``score … --workspace W``, else the root ``corecrm --workspace W`` if one was given."""
+    return option or state().workspace
 
 
 def _workspaces(crm: Any, workspace: str | None) -> list[str]:
@@ -36,14 +29,13 @@ def _workspaces(crm: Any, workspace: str | None) -> list[str]:
 @click.option("--workspace", "-w", "workspace", default=None, help="Only this workspace (default: every workspace with leads).")
 @click.option("--batch-size", default=20000, show_default=True, type=click.IntRange(100, 1_000_000), help="Leads per read/write batch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-@click.pass_context
-def recompute_cmd(ctx: click.Context, workspace: str | None, batch_size: int, as_json: bool) -> None:
+@pass_crm
+def recompute_cmd(crm: Any, workspace: str | None, batch_size: int, as_json: bool) -> None:
     """Rescore every stored lead with the current rules (set-based; writes only what changed)."""
     from .recompute import recompute
 
-    crm = _crm(ctx)
     results = []
-    for ws in _workspaces(crm, workspace or _global_workspace(ctx)):
+    for ws in _workspaces(crm, _explicit_workspace(workspace)):
         stats = recompute(crm, ws, batch_size=batch_size)
         results.append(stats)
         if not as_json:
@@ -55,33 +47,24 @@ def recompute_cmd(ctx: click.Context, workspace: str | None, batch_size: int, as
                 + (f", {stats.refused} stage moves refused" if stats.refused else "")
             )
     if as_json:
-        click.echo(json.dumps([s.to_json() for s in results], indent=2))
-
-
-def _global_workspace(ctx: click.Context) -> str | None:
-    """A ``--workspace`` given to the root ``corecrm`` command, if the core has one."""
-    root = ctx.find_root()
-    ws = root.params.get("workspace") if root.params else None
-    obj = root.obj
-    return ws or getattr(obj, "workspace_option", None)
+        echo_json([s.to_json() for s in results])
 
 
 @click.command("diff")
 @click.option("--rules", "rules_path", required=True, type=click.Path(exists=True, dir_okay=False), help="TOML file with the candidate rules.")
-@click.option("--workspace", "-w", "workspace", default=None, help="Workspace to compare in (default: the default workspace).")
+@click.option("--workspace", "-w", "workspace", default=None, help="Workspace to compare in (default: corecrm --workspace, else the default workspace).")
 @click.option("--examples", default=10, show_default=True, type=click.IntRange(0, 1000), help="How many changed leads to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.pass_context
-def diff_cmd(ctx: click.Context, rules_path: str, workspace: str | None, examples: int, as_json: bool) -> None:
+@pass_crm
+def diff_cmd(crm: Any, rules_path: str, workspace: str | None, examples: int, as_json: bool) -> None:
     """Dry run: how many leads would change score, grade or stage with NEW rules. Nothing is written."""
     from .diff import diff, load_rules_file
 
-    crm = _crm(ctx)
-    ws = workspace or _global_workspace(ctx) or crm.config.default_workspace
+    ws = _explicit_workspace(workspace) or crm.workspace
     candidate = load_rules_file(rules_path, ws)
     res = diff(crm, ws, candidate, examples=examples)
     if as_json:
-        click.echo(json.dumps(res.to_json(), indent=2))
+        echo_json(res.to_json())
         return
     click.echo(f"workspace {ws}: ruleset {res.ruleset or '(none)'} -> {res.new_ruleset or '(none)'}  (dry run: nothing written)")
     click.echo(f"  {res.leads} leads compared")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
-import math
 import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -202,19 +201,28 @@ def events_loader(conn: sa.Connection, workspace: str, lo: int, hi: int) -> Call
 # --------------------------------------------------------------------------- scoring a batch
 
 
-def combine_ruleset(contributions: Sequence[ScoreContribution]) -> str | None:
-    """The ruleset label stored with a score: one version, or ``plugin=version`` pairs when several scorers."""
-    by_plugin = sorted({(c.plugin, c.ruleset) for c in contributions if c.ruleset})
-    if not by_plugin:
-        return None
-    versions = {v for _, v in by_plugin}
-    if len(by_plugin) == 1 or len(versions) == 1:
-        return by_plugin[0][1]
-    return ";".join(f"{p}={v}" for p, v in by_plugin)
-
-
 def contribution_json(c: ScoreContribution) -> dict[str, Any]:
     return {"rule": c.rule, "points": c.points, "reason": c.reason, "group": c.group, "plugin": c.plugin}
+
+
+def clean_number(x: float) -> float:
+    """The core's rounding of a sum of float points (drops binary noise such as 0.1 + 0.2)."""
+    r = round(x, 9)
+    return float(int(r)) if r == int(r) else r
+
+
+def score_detail(recs: Sequence[ScoreContribution]) -> tuple[float, dict[str, Any]]:
+    """The score and the stored explanation, in the same shape intake stores (``leads.score_detail``)."""
+    total = 0.0
+    by_plugin: dict[str, list[dict[str, Any]]] = {}
+    rulesets: dict[str, str] = {}
+    for c in recs:
+        total += c.points
+        by_plugin.setdefault(c.plugin, []).append(contribution_json(c))
+        if c.ruleset:
+            rulesets[c.plugin] = c.ruleset
+    total = clean_number(total)
+    return total, {"score": total, "rulesets": rulesets, "contributions": [row for rows in by_plugin.values() for row in rows]}
 
 
 def score_batch(
@@ -254,8 +262,9 @@ def score_batch(
             scores.append(None)
             details.append(None)
             continue
-        scores.append(math.fsum(c.points for c in recs))
-        details.append({"ruleset": combine_ruleset(recs), "contributions": [contribution_json(c) for c in recs]})
+        score, detail = score_detail(recs)
+        scores.append(score)
+        details.append(detail)
 
     grades: list[str | None] = [lead.grade for lead in leads]
     wanted: list[tuple[Stage, str] | None] = [None] * len(leads)
@@ -328,7 +337,10 @@ def write_outcomes(conn: sa.Connection, workspace: str, outcomes: Sequence[Outco
         updates.append((o.score, o.grade, dumps(o.detail), o.stage.value, now_db, lead.id, workspace))
         if score_changed:
             stats.score_changed += 1
-            detail = {"score": o.score, "previous": lead.score, **(o.detail or {})}
+            d = o.detail or {}
+            rulesets = d.get("rulesets") or {}
+            label = rulesets.get(NAME) if len(set(rulesets.values())) <= 1 and NAME in rulesets else ";".join(f"{p}={v}" for p, v in sorted(rulesets.items())) or None
+            detail = {"score": o.score, "previous": lead.score, "contributions": d.get("contributions", []), "ruleset": label, "rulesets": rulesets}
             events.append((workspace, lead.id, "scored", now_db, NAME, dumps(detail)))
         if grade_changed:
             stats.grade_changed += 1

@@ -9,10 +9,12 @@ score tells winners from losers no better than a coin; 1.0: perfectly).
 
 One aggregate query (grouped by score, grade and outcome) does the counting
 in the database; the bands and the AUC are computed from its few rows.
+``--from``/``--to`` restrict it to leads created in that period.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any, Mapping
 
@@ -20,28 +22,44 @@ import sqlalchemy as sa
 
 from corecrm.records import Report, ReportTable
 
-_OUTCOME_SQL = sa.text(
-    """
-    SELECT o.score, o.grade, o.outcome, COUNT(*) AS n FROM (
-        SELECT l.score AS score, l.grade AS grade,
-               CASE WHEN l.customer_id IS NOT NULL OR l.stage = 'customer' OR l.status = 'converted'
-                         OR COALESCE(d.won, 0) > 0 THEN 1
-                    WHEN COALESCE(d.lost, 0) > 0 AND COALESCE(d.open_, 0) = 0 THEN 0
-               END AS outcome
-        FROM leads l
-        LEFT JOIN (
-            SELECT lead_id,
-                   SUM(CASE WHEN status = 'won' THEN 1 ELSE 0 END) AS won,
-                   SUM(CASE WHEN status = 'lost' THEN 1 ELSE 0 END) AS lost,
-                   SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END) AS open_
-            FROM deals WHERE workspace = :ws AND lead_id IS NOT NULL GROUP BY lead_id
-        ) d ON d.lead_id = l.id
-        WHERE l.workspace = :ws AND l.status <> 'merged' AND l.score IS NOT NULL
-    ) o
-    WHERE o.outcome IS NOT NULL
-    GROUP BY o.score, o.grade, o.outcome
-    """
-)
+def _outcome_query(workspace: str, date_from: dt.date | None, date_to: dt.date | None) -> sa.Select[Any]:
+    """Counts of scored leads with a known outcome, grouped by (score, grade, outcome)."""
+    from corecrm.storage.schema import deals, leads
+
+    d = (
+        sa.select(
+            deals.c.lead_id,
+            sa.func.sum(sa.case((deals.c.status == "won", 1), else_=0)).label("won"),
+            sa.func.sum(sa.case((deals.c.status == "lost", 1), else_=0)).label("lost"),
+            sa.func.sum(sa.case((deals.c.status == "open", 1), else_=0)).label("open_"),
+        )
+        .where(deals.c.workspace == workspace, deals.c.lead_id.is_not(None))
+        .group_by(deals.c.lead_id)
+        .subquery("d")
+    )
+    won = sa.or_(
+        leads.c.customer_id.is_not(None),
+        leads.c.stage == "customer",
+        leads.c.status == "converted",
+        sa.func.coalesce(d.c.won, 0) > 0,
+    )
+    lost = sa.and_(sa.func.coalesce(d.c.lost, 0) > 0, sa.func.coalesce(d.c.open_, 0) == 0)
+    outcome = sa.case((won, 1), (lost, 0), else_=None).label("outcome")
+    inner = (
+        sa.select(leads.c.score.label("score"), leads.c.grade.label("grade"), outcome)
+        .select_from(leads.outerjoin(d, d.c.lead_id == leads.c.id))
+        .where(leads.c.workspace == workspace, leads.c.status != "merged", leads.c.score.is_not(None))
+    )
+    if date_from is not None:
+        inner = inner.where(leads.c.created_at >= dt.datetime.combine(date_from, dt.time(), dt.timezone.utc))
+    if date_to is not None:
+        inner = inner.where(leads.c.created_at < dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(), dt.timezone.utc))
+    o = inner.subquery("o")
+    return (
+        sa.select(o.c.score, o.c.grade, o.c.outcome, sa.func.count().label("n"))
+        .where(o.c.outcome.is_not(None))
+        .group_by(o.c.score, o.c.grade, o.c.outcome)
+    )
 
 
 def _rate(won: int, total: int) -> float | None:
@@ -66,9 +84,12 @@ def auc(pairs: list[tuple[float, int, int]]) -> float | None:
     return total / (pos * neg)
 
 
-def calibration(engine: sa.Engine, workspace: str, band_width: float = 20.0) -> dict[str, Any]:
+def calibration(
+    engine: sa.Engine, workspace: str, band_width: float = 20.0, date_from: dt.date | None = None, date_to: dt.date | None = None
+) -> dict[str, Any]:
+    """Wins and losses by grade, by score band and by exact score (for the AUC)."""
     with engine.connect() as conn:
-        rows = conn.execute(_OUTCOME_SQL, {"ws": workspace}).all()
+        rows = conn.execute(_outcome_query(workspace, date_from, date_to)).all()
     by_grade: dict[str, list[int]] = {}
     by_band: dict[int, list[int]] = {}
     by_score: dict[float, list[int]] = {}
@@ -115,7 +136,11 @@ def run(crm: Any, workspace: str, params: Mapping[str, Any] | None = None) -> Re
         from corecrm.errors import CrmError
 
         raise CrmError(f"--band-width must be > 0, got {width:g}")
-    data = calibration(crm.engine, workspace, width)
+    if params.get("by"):
+        from corecrm.errors import CrmError
+
+        raise CrmError("report scoring breaks down by grade and score band only (no --by)")
+    data = calibration(crm.engine, workspace, width, params.get("date_from"), params.get("date_to"))
     rows: list[list[Any]] = []
     for g in data["by_grade"]:
         rows.append(["grade", g["grade"], g["leads"], g["won"], g["lost"], _pct(g["conversion"])])
@@ -134,6 +159,8 @@ def run(crm: Any, workspace: str, params: Mapping[str, Any] | None = None) -> Re
             verdict = "separates well" if a >= 0.75 else "separates somewhat" if a >= 0.6 else "barely separates" if a > 0.5 else "does not separate"
             notes.append(f"ROC AUC of the score: {a:.3f} (the model {verdict} winners from losers; 0.5 = chance)")
         notes.append("bands include their lower bound; leads with open or no deals are left out")
+    if params.get("date_from") or params.get("date_to"):
+        notes.append(f"leads created {params.get('date_from') or '…'} to {params.get('date_to') or '…'}")
     return ReportTable(
         title=f"Scoring calibration ({workspace})",
         columns=["by", "segment", "leads", "won", "lost", "conversion"],

@@ -30,29 +30,19 @@ import json  # noqa: E402
 
 import sqlalchemy as sa  # noqa: E402
 
-from corecrm.config import Config  # noqa: E402
-from corecrm.plugins import PluginManager  # noqa: E402
 from corecrm.storage import schema  # noqa: E402
-from corecrm.storage.db import make_engine  # noqa: E402
 
 
-class MiniCrm:
-    """The parts of ``corecrm.app.Crm`` the recompute/diff/report paths use."""
+def config(settings: dict | None = None, *, workspaces: dict | None = None, also: tuple[str, ...] = ()) -> dict:
+    """A configuration with only capture_json and scoring_basic enabled (other bundled plugins stay out)."""
+    data: dict = {"plugins": {"enabled": ["capture_json", "scoring_basic", *also], "scoring_basic": settings or {}}}
+    if workspaces:
+        data["workspaces"] = {ws: {"plugins": {"scoring_basic": over}} for ws, over in workspaces.items()}
+    return data
 
-    def __init__(self, url: str, data: dict, *, now: dt.datetime = NOW, extra_plugins=()):
-        import corecrm_plugins.scoring_basic as sb
 
-        self.config = Config.from_dict(data)
-        self.plugins = PluginManager(self.config).load(entry_points=False)
-        self.plugins.register(sb, "scoring_basic", bundled=True)
-        for name, plugin in extra_plugins:
-            self.plugins.register(plugin, name)
-        self.engine = make_engine(url)
-        schema.metadata.create_all(self.engine)
-        self._now = now
-
-    def now(self) -> dt.datetime:
-        return self._now
+def detail_of(value):
+    return value if isinstance(value, dict) or value is None else json.loads(value)
 
 
 def insert_leads(engine, rows: list[dict]) -> list[int]:

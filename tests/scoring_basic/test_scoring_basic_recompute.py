@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
+import datetime as dt
 import textwrap
 
 import pytest
 import sqlalchemy as sa
-from sb_helpers import NOW, MiniCrm, insert_events, insert_leads, table_dump
+from sb_helpers import NOW, config, detail_of, insert_events, insert_leads, table_dump
 
 import corecrm_plugins.scoring_basic as sb
 from corecrm.errors import ConfigError
@@ -33,28 +32,10 @@ SETTINGS = {
 }
 
 
-def _urls():
-    yield pytest.param("sqlite", id="sqlite")
-    if os.environ.get("CORECRM_TEST_PG_URL"):
-        yield pytest.param("postgres", id="postgres", marks=pytest.mark.postgres)
-
-
-@pytest.fixture(params=list(_urls()))
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'crm.db'}"
-    url = os.environ["CORECRM_TEST_PG_URL"]
-    eng = sa.create_engine(url)
-    schema.metadata.drop_all(eng)
-    eng.dispose()
-    return url
-
-
 @pytest.fixture
-def crm(db_url):
-    c = MiniCrm(db_url, {"plugins": {"scoring_basic": SETTINGS}})
-    yield c
-    c.engine.dispose()
+def crm(make_crm, db_url, clock):
+    clock.now = NOW
+    return make_crm(config(SETTINGS), database=db_url)
 
 
 def _seed(crm):
@@ -101,8 +82,8 @@ def test_recompute_writes_scores_explanations_grades_stages_and_events(crm):
     # cy: 40 fit + opens (5 + 2.5 -> 8 whole points) + demo 40 = 48 -> capped at 50? 8 + 40 = 48 < 50: no cap
     assert (cy.score, cy.grade, cy.stage) == (88, "A", "sql")
     assert (di.score, di.grade, di.stage) == (10, "C", "sql")  # 10 is not below the floor of 10
-    detail = cy.score_detail if isinstance(cy.score_detail, dict) else json.loads(cy.score_detail)
-    assert detail["ruleset"].startswith("sb1-")
+    detail = detail_of(cy.score_detail)
+    assert detail["rulesets"]["scoring_basic"].startswith("sb1-") and detail["score"] == 88
     assert sum(c["points"] for c in detail["contributions"]) == cy.score
     assert {c["rule"] for c in detail["contributions"]} == {"exec", "company_mail", "opens", "demo"}
     assert all(c["plugin"] == "scoring_basic" and c["reason"] for c in detail["contributions"])
@@ -111,10 +92,10 @@ def test_recompute_writes_scores_explanations_grades_stages_and_events(crm):
     scored = _events(crm, "scored")
     assert len(scored) == 4 and {e.lead_id for e in scored} == set(ids[:4])
     ev = next(e for e in scored if e.lead_id == ids[3])
-    d = ev.detail if isinstance(ev.detail, dict) else json.loads(ev.detail)
-    assert d["score"] == 10 and d["previous"] == 70 and d["ruleset"] == detail["ruleset"] and d["contributions"]
+    d = detail_of(ev.detail)
+    assert d["score"] == 10 and d["previous"] == 70 and d["ruleset"] == detail["rulesets"]["scoring_basic"] and d["contributions"]
     stage = [e for e in _events(crm, "stage_changed")]
-    assert sorted((e.lead_id, (e.detail if isinstance(e.detail, dict) else json.loads(e.detail))["to"]) for e in stage) == sorted([(ids[0], "mql"), (ids[2], "sql")])
+    assert sorted((e.lead_id, detail_of(e.detail)["to"]) for e in stage) == sorted([(ids[0], "mql"), (ids[2], "sql")])
     assert all(e.workspace == "default" for e in _events(crm) if e.type in ("scored", "graded", "stage_changed"))
     graded = _events(crm, "graded")
     assert len(graded) == 4
@@ -126,46 +107,47 @@ def test_recompute_writes_scores_explanations_grades_stages_and_events(crm):
     assert table_dump(crm.engine) == before
 
 
-def test_recompute_records_scored_events_only_for_changed_scores(crm):
+def test_recompute_records_scored_events_only_for_changed_scores(crm, clock):
     ids = _seed(crm)
     recompute(crm, "default")
     n_scored = len(_events(crm, "scored"))
     # Falling back below the floor later: decay makes cy's opens fade, nothing else moves.
-    crm._now = NOW + __import__("datetime").timedelta(days=400)
+    clock.now = NOW + dt.timedelta(days=400)
     stats = recompute(crm, "default")
     assert stats.score_changed == 1  # only cy's engagement decayed
     assert len(_events(crm, "scored")) == n_scored + 1
     assert _lead_rows(crm, [ids[2]])[ids[2]].score == 80  # 40 fit + 40 demo (no decay on demo)
 
 
-def test_recompute_nurtures_when_score_falls_below_floor(db_url):
+def test_recompute_nurtures_when_score_falls_below_floor(make_crm, db_url, clock):
+    clock.now = NOW
     settings = {**SETTINGS, "rules": [{"name": "opens", "event": "email_opened", "points": 40, "half_life_days": 7}]}
-    crm = MiniCrm(db_url, {"plugins": {"scoring_basic": settings}})
+    crm = make_crm(config(settings), database=db_url)
     (lid,) = insert_leads(crm.engine, [{"email": "a@b.example"}])
     insert_events(crm.engine, [(lid, "email_opened", 0, {})])
     recompute(crm, "default")
     assert _lead_rows(crm, [lid])[lid].stage == "mql"
-    crm._now = NOW + __import__("datetime").timedelta(days=30)  # 40 / 2**(30/7) = 2 < 10
+    clock.now = NOW + dt.timedelta(days=30)  # 40 / 2**(30/7) = 2 < 10
     recompute(crm, "default")
     row = _lead_rows(crm, [lid])[lid]
     assert (row.score, row.stage) == (2, "nurturing")
-    moves = [(e.detail if isinstance(e.detail, dict) else json.loads(e.detail)) for e in _events(crm, "stage_changed")]
+    moves = [detail_of(e.detail) for e in _events(crm, "stage_changed")]
     assert [(m["from"], m["to"]) for m in moves] == [("lead", "mql"), ("mql", "nurturing")]
     assert "below the nurturing floor 10" in moves[1]["reason"]
-    crm.engine.dispose()
 
 
-def test_second_scoring_plugin_contributions_are_kept_with_its_name(db_url):
+def test_second_scoring_plugin_contributions_are_kept_with_its_name(make_crm, db_url, clock):
     class Intent:
         @sb.hookimpl
         def crm_score_leads(self, leads, ctx):
             return [ScoreContribution(i, "intent_surge", 15.0, f"intent data ({ctx.mode})") for i, lead in enumerate(leads) if lead.company]
 
-    crm = MiniCrm(db_url, {"plugins": {"scoring_basic": SETTINGS}}, extra_plugins=[("intent_scorer", Intent())])
+    clock.now = NOW
+    crm = make_crm(config(SETTINGS), plugins={"intent_scorer": Intent()}, database=db_url)
     a, b = insert_leads(crm.engine, [{"title": "CTO", "email": "a@acme.io", "company": "Acme"}, {"title": "Intern", "email": "b@gmail.com"}])
     recompute(crm, "default")
     rows = _lead_rows(crm, [a, b])
-    da = rows[a].score_detail if isinstance(rows[a].score_detail, dict) else json.loads(rows[a].score_detail)
+    da = detail_of(rows[a].score_detail)
     assert rows[a].score == 55 and rows[a].grade == "B"
     assert sorted((c["plugin"], c["rule"], c["points"]) for c in da["contributions"]) == [
         ("intent_scorer", "intent_surge", 15.0),
@@ -173,7 +155,6 @@ def test_second_scoring_plugin_contributions_are_kept_with_its_name(db_url):
         ("scoring_basic", "exec", 30.0),
     ]
     assert rows[b].score == -10
-    crm.engine.dispose()
 
 
 def test_diff_is_a_dry_run_that_counts_changes(crm, tmp_path):
@@ -239,12 +220,10 @@ def test_diff_rejects_a_bad_rules_file_naming_file_and_key(tmp_path):
         load_rules_file(bad, "default")
 
 
-def test_workspace_overrides_in_recompute(db_url):
-    data = {
-        "plugins": {"scoring_basic": SETTINGS},
-        "workspaces": {"dealer": {"plugins": {"scoring_basic": {"rules": [{"name": "trade_in", "op": "equals", "field": "attributes.trade_in", "value": True, "points": 35}]}}}},
-    }
-    crm = MiniCrm(db_url, data)
+def test_workspace_overrides_in_recompute(make_crm, db_url, clock):
+    clock.now = NOW
+    dealer = {"rules": [{"name": "trade_in", "op": "equals", "field": "attributes.trade_in", "value": True, "points": 35}]}
+    crm = make_crm(config(SETTINGS, workspaces={"dealer": dealer}), database=db_url)
     a, b = insert_leads(
         crm.engine,
         [{"title": "CTO", "email": "a@acme.io", "attributes": {"trade_in": True}}, {"title": "CTO", "email": "a@acme.io", "attributes": {"trade_in": True}, "workspace": "dealer"}],
@@ -254,7 +233,6 @@ def test_workspace_overrides_in_recompute(db_url):
     rows = _lead_rows(crm, [a, b])
     assert (rows[a].score, rows[a].grade) == (40, "B")
     assert (rows[b].score, rows[b].grade, rows[b].stage) == (35, "B", "mql")
-    crm.engine.dispose()
 
 
 def test_calibration_report(crm):
