@@ -145,6 +145,12 @@ def crm_qualify_leads(
 
 
 @hookimpl
+def crm_config_warnings(settings: Mapping[str, Any], workspace: str) -> list[str] | None:
+    """Unreachable grades or thresholds, rules worth 0 points, caps on empty groups."""
+    return _rules.ruleset_warnings(settings, f"plugins.{NAME} (workspace {workspace})") or None
+
+
+@hookimpl
 def crm_cli_commands() -> Iterable[Any]:
     from .cli import commands
 

@@ -933,3 +933,42 @@ __all__ = [
     "validate_ruleset",
 ]
 
+
+
+# --------------------------------------------------------------------------- warnings (valid but questionable)
+
+
+def ruleset_warnings(settings: Mapping[str, Any], prefix: str) -> list[str]:
+    """What ``corecrm config check`` should point out: unreachable grades and thresholds, idle rules and groups."""
+    s = {k: _thaw(settings.get(k)) for k in RULESET_KEYS}
+    rules = s.get("rules") or []
+    groups = s.get("groups") or {}
+    out: list[str] = []
+    used_groups = {r.get("group") for r in rules if r.get("group")}
+    for i, r in enumerate(rules):
+        if r.get("points") == 0:
+            out.append(f"{prefix}.rules[{i}].points: rule {r.get('name')!r} gives 0 points and never changes a score")
+    for g in groups:
+        if g not in used_groups:
+            out.append(f"{prefix}.groups.{g}: no rule is in this group, its caps never apply")
+    # The highest score this ruleset can reach (unbounded when engagement rules may repeat).
+    ceiling: float | None = s.get("max_score")
+    if not any((r.get("op") or EVENT_OP) == EVENT_OP and r.get("points", 0) > 0 for r in rules):
+        by_group: dict[str | None, float] = {}
+        for r in rules:
+            if r.get("points", 0) > 0:
+                by_group[r.get("group")] = by_group.get(r.get("group"), 0.0) + r["points"]
+        total = 0.0
+        for g, pts in by_group.items():
+            cap = (groups.get(g) or {}).get("max") if g is not None else None
+            total += min(pts, cap) if cap is not None else pts
+        ceiling = total if ceiling is None else min(ceiling, total)
+    if ceiling is not None and rules:
+        for grade, minimum in (s.get("grades") or {}).items():
+            if minimum > ceiling:
+                out.append(f"{prefix}.grades.{grade}: minimum {minimum:g} is above the highest reachable score {ceiling:g}")
+        for k in ("mql", "sql"):
+            v = (s.get("qualification") or {}).get(k)
+            if v is not None and v > ceiling:
+                out.append(f"{prefix}.qualification.{k}: threshold {v:g} is above the highest reachable score {ceiling:g}")
+    return out

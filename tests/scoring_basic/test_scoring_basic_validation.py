@@ -217,3 +217,26 @@ def test_contributions_sum_exactly_to_the_score(rules, the_lead, events, precisi
                 assert in_group <= body["max"] + 1e-9
     # every contribution names its reason and ruleset
     assert all(c.reason and c.ruleset == eng.rs.version for c in records)
+
+
+def test_config_warnings_for_unreachable_grades_and_idle_rules():
+    settings = {
+        "rules": [
+            {"name": "a", "op": "exists", "field": "email", "points": 30, "group": "fit"},
+            {"name": "b", "op": "exists", "field": "phone", "points": 30, "group": "fit"},
+            {"name": "z", "op": "exists", "field": "title", "points": 0},
+        ],
+        "groups": {"fit": {"max": 40}, "email": {"max": 10}},
+        "grades": {"A": 50, "B": 20},
+        "qualification": {"mql": 30, "sql": 45},
+    }
+    out = sb.crm_config_warnings(settings, "acme")
+    assert "plugins.scoring_basic (workspace acme).rules[2].points: rule 'z' gives 0 points and never changes a score" in out
+    assert any(w.endswith("groups.email: no rule is in this group, its caps never apply") for w in out)
+    assert any("grades.A: minimum 50 is above the highest reachable score 40" in w for w in out)
+    assert any("qualification.sql: threshold 45 is above the highest reachable score 40" in w for w in out)
+    assert not any("grades.B" in w or "qualification.mql" in w for w in out)
+    # engagement rules can repeat: no ceiling unless max_score says so
+    settings["rules"].append({"name": "opens", "event": "email_opened", "points": 5})
+    assert not any("reachable" in w for w in sb.crm_config_warnings(settings, "acme"))
+    assert sb.crm_config_warnings({"rules": [], "grades": {}}, "acme") is None
