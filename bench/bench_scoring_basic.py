@@ -149,11 +149,11 @@ def time_raw_executemany(url: str, n: int) -> float:
     from corecrm_plugins.scoring_basic.recompute import _executemany
 
     detail = json.dumps({"ruleset": "sb1-bench", "contributions": [{"rule": "exec", "points": 25, "reason": "title matches", "group": "fit", "plugin": "scoring_basic"}]})
-    rows = [(float(i % 100), "B", detail, "lead", "2026-06-01 00:00:00.000000", i, "default") for i in range(1, n + 1)]
+    rows = [(float(i % 100), "B", detail, "lead", "open", "2026-06-01 00:00:00.000000", i, "default") for i in range(1, n + 1)]
     eng = make_engine(url)
     t0 = time.perf_counter()
     with eng.begin() as conn:
-        _executemany(conn, "UPDATE leads SET score = ?, grade = ?, score_detail = ?, stage = ?, updated_at = ? WHERE id = ? AND workspace = ?", rows)
+        _executemany(conn, "UPDATE leads SET score = ?, grade = ?, score_detail = ?, stage = ?, status = ?, updated_at = ? WHERE id = ? AND workspace = ?", rows)
     t = time.perf_counter() - t0
     eng.dispose()
     return t
@@ -205,6 +205,10 @@ def main() -> None:
         print(f"{k:<18} {fmt(v):<26} {n / med:>12,.0f} {med / base:>13.2f} {med / floor:>18.2f}")
     for k, s in last.items():
         print(f"recompute_{k}: {s.to_json()}")
+    if tmp is not None:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -86,8 +86,9 @@ class Outcome:
     detail: dict[str, Any] | None
     grade: str | None
     stage: Stage
-    stage_reason: str = ""
-    refused: str | None = None  #: a stage move the lifecycle refused, with why
+    #: Stage moves applied in plugin call order: ``(from, to, reason, plugin)``.
+    moves: list[tuple[Stage, Stage, str, str]] = attrs.field(factory=list)
+    refused: list[str] = attrs.field(factory=list)  #: stage moves the lifecycle refused, with why
 
 
 @attrs.define(slots=True)
@@ -267,7 +268,7 @@ def score_batch(
         details.append(detail)
 
     grades: list[str | None] = [lead.grade for lead in leads]
-    wanted: list[tuple[Stage, str] | None] = [None] * len(leads)
+    wanted: list[list[Qualification]] = [[] for _ in leads]
     for name, impl in pm.impls("crm_qualify_leads", workspace):
         if override is not None and name == NAME:
             from . import crm_qualify_leads
@@ -276,23 +277,29 @@ def score_batch(
         else:
             result = pm.call_impl(name, impl, {"leads": leads, "scores": scores, "ctx": ctx}, workspace)
         for q in result or ():
-            q = q if isinstance(q, Qualification) else q
+            if not q.plugin:
+                q.plugin = name
             if q.grade is not None:
                 grades[q.index] = q.grade
             if q.stage is not None:
-                wanted[q.index] = (Stage(q.stage), q.reason)
+                wanted[q.index].append(q)
 
     out = []
     for i, lead in enumerate(leads):
-        stage, reason, refused = lead.stage, "", None
-        if wanted[i] is not None:
-            target, why = wanted[i]
-            if target != lead.stage:
-                if can_move(lead.stage, target):
-                    stage, reason = target, why
-                else:
-                    refused = f"cannot move from {lead.stage.value} to {target.value}"
-        out.append(Outcome(lead, scores[i], details[i], grades[i] if scores[i] is not None else lead.grade, stage, reason, refused))
+        o = Outcome(lead, scores[i], details[i], grades[i] if scores[i] is not None else lead.grade, lead.stage)
+        # As at intake: each requested move is validated from the stage the previous one left.
+        for q in wanted[i]:
+            target = Stage(q.stage)
+            if target == o.stage:
+                continue
+            if target == Stage.CUSTOMER:
+                o.refused.append(f"{q.plugin}: a lead becomes a customer by conversion (leads convert), not by qualification")
+            elif not can_move(o.stage, target):
+                o.refused.append(f"{q.plugin}: cannot move from {o.stage.value} to {target.value}")
+            else:
+                o.moves.append((o.stage, target, q.reason, q.plugin))
+                o.stage = target
+        out.append(o)
     return out
 
 
@@ -323,8 +330,7 @@ def write_outcomes(conn: sa.Connection, workspace: str, outcomes: Sequence[Outco
     now_db = ts(now, conn)
     for o in outcomes:
         lead = o.lead
-        if o.refused:
-            stats.refused += 1
+        stats.refused += len(o.refused)
         if o.score is None:
             continue
         stats.rescored += 1
@@ -334,7 +340,9 @@ def write_outcomes(conn: sa.Connection, workspace: str, outcomes: Sequence[Outco
         # The stored explanation was decoded with the lead: compare structures, encode only what is written.
         if not (score_changed or grade_changed or stage_changed or o.detail != lead.score_detail):
             continue
-        updates.append((o.score, o.grade, dumps(o.detail), o.stage.value, now_db, lead.id, workspace))
+        # A stage move sets the status as `leads move` does: disqualified, or open again.
+        status = ("disqualified" if o.stage == Stage.DISQUALIFIED else "open") if stage_changed else lead.status
+        updates.append((o.score, o.grade, dumps(o.detail), o.stage.value, status, now_db, lead.id, workspace))
         if score_changed:
             stats.score_changed += 1
             d = o.detail or {}
@@ -347,12 +355,13 @@ def write_outcomes(conn: sa.Connection, workspace: str, outcomes: Sequence[Outco
             events.append((workspace, lead.id, "graded", now_db, NAME, dumps({"grade": o.grade, "previous": lead.grade})))
         if stage_changed:
             stats.stage_changed += 1
-            detail = {"from": lead.stage.value, "to": o.stage.value, "reason": o.stage_reason}
-            events.append((workspace, lead.id, "stage_changed", now_db, NAME, dumps(detail)))
-            stage_events.append(Event(type="stage_changed", at=now, plugin=NAME, detail=detail, lead_id=lead.id))
+        for frm, to, reason, plugin in o.moves:
+            detail = {"from": frm.value, "to": to.value, "reason": reason}
+            events.append((workspace, lead.id, "stage_changed", now_db, plugin, dumps(detail)))
+            stage_events.append(Event(type="stage_changed", at=now, plugin=plugin, detail=detail, lead_id=lead.id))
     _executemany(
         conn,
-        "UPDATE leads SET score = ?, grade = ?, score_detail = ?, stage = ?, updated_at = ? WHERE id = ? AND workspace = ?",
+        "UPDATE leads SET score = ?, grade = ?, score_detail = ?, stage = ?, status = ?, updated_at = ? WHERE id = ? AND workspace = ?",
         updates,
     )
     if events:

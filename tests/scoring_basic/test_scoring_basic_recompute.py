@@ -272,3 +272,32 @@ def test_auc_edge_cases():
     assert auc([]) is None and auc([(1.0, 3, 0)]) is None
     assert auc([(1.0, 1, 1)]) == 0.5
     assert auc([(2.0, 1, 0), (1.0, 0, 1)]) == 1.0
+
+
+def test_recompute_applies_other_qualifiers_through_the_lifecycle(make_crm, db_url, clock):
+    from corecrm.records import Qualification
+
+    class Gatekeeper:
+        """Disqualifies competitors; asks (wrongly) to make big accounts customers. Called last, so its stage wins."""
+
+        @sb.hookimpl(trylast=True)
+        def crm_qualify_leads(self, leads, scores):
+            out = []
+            for i, lead in enumerate(leads):
+                if lead.company == "Rival":
+                    out.append(Qualification(i, stage="disqualified", reason="competitor"))
+                elif lead.company == "Big":
+                    out.append(Qualification(i, stage="customer", reason="big account"))
+            return out
+
+    clock.now = NOW
+    crm = make_crm(config(SETTINGS), plugins={"gatekeeper": Gatekeeper()}, database=db_url)
+    rival, big = insert_leads(crm.engine, [{"title": "CTO", "email": "a@rival.example", "company": "Rival"}, {"title": "CEO", "email": "b@big.example", "company": "Big"}])
+    stats = recompute(crm, "default")
+    assert stats.refused == 1
+    with crm.engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(sa.select(schema.leads.c.id, schema.leads.c.stage, schema.leads.c.status))}
+    assert (rows[rival].stage, rows[rival].status) == ("disqualified", "disqualified")
+    assert (rows[big].stage, rows[big].status) == ("mql", "open")  # scoring_basic's move stands; the customer move is refused
+    moves = [(e.lead_id, e.plugin, detail_of(e.detail)["to"]) for e in _events(crm, "stage_changed")]
+    assert moves == [(rival, "scoring_basic", "mql"), (rival, "gatekeeper", "disqualified"), (big, "scoring_basic", "mql")]
