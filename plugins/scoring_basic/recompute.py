@@ -347,7 +347,8 @@ def write_outcomes(conn: sa.Connection, workspace: str, outcomes: Sequence[Outco
             stats.score_changed += 1
             d = o.detail or {}
             rulesets = d.get("rulesets") or {}
-            label = rulesets.get(NAME) if len(set(rulesets.values())) <= 1 and NAME in rulesets else ";".join(f"{p}={v}" for p, v in sorted(rulesets.items())) or None
+            # One version when this plugin is the only versioned scorer, else "plugin=version;…".
+            label = rulesets[NAME] if set(rulesets) == {NAME} else ";".join(f"{p}={v}" for p, v in sorted(rulesets.items())) or None
             detail = {"score": o.score, "previous": lead.score, "contributions": d.get("contributions", []), "ruleset": label, "rulesets": rulesets}
             events.append((workspace, lead.id, "scored", now_db, NAME, dumps(detail)))
         if grade_changed:
