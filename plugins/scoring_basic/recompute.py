@@ -322,6 +322,24 @@ def _executemany(conn: sa.Connection, sql_qmark: str, rows: list[tuple[Any, ...]
         cur.close()
 
 
+def _points_by_rule(detail: Mapping[str, Any] | None) -> dict[tuple[str, str], float]:
+    out: dict[tuple[str, str], float] = {}
+    for c in (detail or {}).get("contributions") or ():
+        key = (c.get("plugin") or "", c.get("rule") or "")
+        out[key] = out.get(key, 0.0) + (c.get("points") or 0.0)
+    return out
+
+
+def rule_changes(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """What changed between two explanations: each rule whose points differ, with before and after."""
+    before, after = _points_by_rule(old), _points_by_rule(new)
+    return [
+        {"plugin": plugin, "rule": rule, "from": before.get((plugin, rule)), "to": after.get((plugin, rule))}
+        for plugin, rule in sorted(set(before) | set(after))
+        if before.get((plugin, rule)) != after.get((plugin, rule))
+    ]
+
+
 def write_outcomes(conn: sa.Connection, workspace: str, outcomes: Sequence[Outcome], now: dt.datetime, stats: RecomputeStats) -> list[Event]:
     """Write changed rows (one executemany) and their events (one bulk insert); return the stage events."""
     updates: list[tuple[Any, ...]] = []
@@ -349,7 +367,14 @@ def write_outcomes(conn: sa.Connection, workspace: str, outcomes: Sequence[Outco
             rulesets = d.get("rulesets") or {}
             # One version when this plugin is the only versioned scorer, else "plugin=version;…".
             label = rulesets[NAME] if set(rulesets) == {NAME} else ";".join(f"{p}={v}" for p, v in sorted(rulesets.items())) or None
-            detail = {"score": o.score, "previous": lead.score, "contributions": d.get("contributions", []), "ruleset": label, "rulesets": rulesets}
+            detail = {
+                "score": o.score,
+                "previous": lead.score,
+                "contributions": d.get("contributions", []),
+                "ruleset": label,
+                "rulesets": rulesets,
+                "changes": rule_changes(lead.score_detail, d),
+            }
             events.append((workspace, lead.id, "scored", now_db, NAME, dumps(detail)))
         if grade_changed:
             stats.grade_changed += 1

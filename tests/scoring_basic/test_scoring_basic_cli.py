@@ -71,6 +71,7 @@ def test_recompute_diff_and_report_commands(home):
     assert "scored" in types and "graded" in types and types.count("stage_changed") >= 2
     scored = [e for e in lead1["events"] if e["type"] == "scored"][-1]
     assert scored["detail"]["previous"] == 45 and scored["detail"]["score"] == 79
+    assert {(c["rule"], c["from"], c["to"]) for c in scored["detail"]["changes"]} == {("email_opens", None, 9.0), ("demo_booked", None, 25.0)}
     assert "score 45 -> 79" in cli("explain", "1").output
     again = json.loads(cli("score", "recompute", "--json").output)
     assert again[0]["score_changed"] == 0 and again[0]["rows_written"] == 0

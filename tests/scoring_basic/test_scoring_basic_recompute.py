@@ -94,6 +94,7 @@ def test_recompute_writes_scores_explanations_grades_stages_and_events(crm):
     ev = next(e for e in scored if e.lead_id == ids[3])
     d = detail_of(ev.detail)
     assert d["score"] == 10 and d["previous"] == 70 and d["ruleset"] == detail["rulesets"]["scoring_basic"] and d["contributions"]
+    assert d["changes"] == [{"plugin": "scoring_basic", "rule": "company_mail", "from": None, "to": 10.0}]
     stage = [e for e in _events(crm, "stage_changed")]
     assert sorted((e.lead_id, detail_of(e.detail)["to"]) for e in stage) == sorted([(ids[0], "mql"), (ids[2], "sql")])
     assert all(e.workspace == "default" for e in _events(crm) if e.type in ("scored", "graded", "stage_changed"))
