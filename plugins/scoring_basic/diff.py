@@ -142,7 +142,7 @@ def diff(
         after = 0
         try:
             while True:
-                leads = read_lead_batch(conn, workspace, after, batch_size)
+                leads, _stored = read_lead_batch(conn, workspace, after, batch_size)
                 if not leads:
                     break
                 after = leads[-1].id

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import hashlib
 import json
 import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -69,7 +70,7 @@ LEAD_READ_COLUMNS: tuple[str, ...] = (
     "customer_id",
     "merged_into",
 )
-_JSON_COLS = ("interests", "attributes", "consent", "score_detail")
+_JSON_COLS = ("interests", "attributes", "consent")
 _TIME_COLS = ("created_at", "updated_at", "assigned_at", "first_contact_at")
 #: Scorers' own output is not engagement: keep re-scores from feeding on themselves.
 SKIP_EVENT_TYPES: tuple[str, ...] = ("scored", "graded")
@@ -88,6 +89,7 @@ class Outcome:
     stage: Stage
     #: Stage moves applied in plugin call order: ``(from, to, reason, plugin)``.
     moves: list[tuple[Stage, Stage, str, str]] = attrs.field(factory=list)
+    stored_detail: str | None = None  #: the stored explanation, as JSON text
     refused: list[str] = attrs.field(factory=list)  #: stage moves the lifecycle refused, with why
 
 
@@ -139,6 +141,7 @@ def _time_value(v: Any) -> Any:
 
 def _lead_from_row(row: Sequence[Any]) -> Lead:
     d = dict(zip(LEAD_READ_COLUMNS, row))
+    d["score_detail"] = None
     for k in _JSON_COLS:
         d[k] = _json_value(d[k])
     for k in _TIME_COLS:
@@ -151,22 +154,30 @@ def _lead_from_row(row: Sequence[Any]) -> Lead:
 
 
 _READ_SQL = sa.text(
-    f"SELECT {', '.join(LEAD_READ_COLUMNS)} FROM leads "
-    "WHERE workspace = :ws AND id > :after AND status <> 'merged' ORDER BY id LIMIT :n"
+    "SELECT "
+    + ", ".join("CAST(score_detail AS TEXT)" if c == "score_detail" else c for c in LEAD_READ_COLUMNS)
+    + " FROM leads WHERE workspace = :ws AND id > :after AND status <> 'merged' ORDER BY id LIMIT :n"
 )
+_DETAIL_POS = LEAD_READ_COLUMNS.index("score_detail")
 
 
-def read_lead_batch(conn: sa.Connection, workspace: str, after: int, batch_size: int) -> list[Lead]:
-    """The next ``batch_size`` stored leads of a workspace with id > ``after`` (merged ones skipped)."""
+def read_lead_batch(conn: sa.Connection, workspace: str, after: int, batch_size: int) -> tuple[list[Lead], list[str | None]]:
+    """The next ``batch_size`` stored leads of a workspace with id > ``after`` (merged ones skipped).
+
+    The stored explanations come back as JSON text beside the leads, not
+    decoded: decoding them is the most expensive part of reading a lead, and
+    an unchanged lead is recognised by the digest in the text alone. (Leads
+    therefore carry ``score_detail = None`` during a recompute.)
+    """
     rows = conn.execute(_READ_SQL, {"ws": workspace, "after": after, "n": batch_size}).all()
-    return [_lead_from_row(r) for r in rows]
+    return [_lead_from_row(r) for r in rows], [r[_DETAIL_POS] for r in rows]
 
 
 def iter_lead_batches(conn: sa.Connection, workspace: str, batch_size: int) -> Iterator[list[Lead]]:
     """Stored leads of a workspace (not merged ones), in id order, ``batch_size`` at a time."""
     after = 0
     while True:
-        batch = read_lead_batch(conn, workspace, after, batch_size)
+        batch, _details = read_lead_batch(conn, workspace, after, batch_size)
         if not batch:
             return
         yield batch
@@ -223,7 +234,26 @@ def score_detail(recs: Sequence[ScoreContribution]) -> tuple[float, dict[str, An
         if c.ruleset:
             rulesets[c.plugin] = c.ruleset
     total = clean_number(total)
-    return total, {"score": total, "rulesets": rulesets, "contributions": [row for rows in by_plugin.values() for row in rows]}
+    contributions = [row for rows in by_plugin.values() for row in rows]
+    return total, {"score": total, "rulesets": rulesets, "contributions": contributions, "digest": digest(total, rulesets, contributions)}
+
+
+def digest(total: float, rulesets: Mapping[str, str], contributions: Sequence[Mapping[str, Any]]) -> str:
+    """A short, stable fingerprint of an explanation: recompute skips leads whose stored digest matches."""
+    canon = repr((total, sorted(rulesets.items()), [(c["plugin"], c["rule"], c["points"], c["reason"], c["group"]) for c in contributions]))
+    return hashlib.blake2b(canon.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def same_detail(raw: str | None, new: Mapping[str, Any] | None) -> bool:
+    """Is the stored explanation (JSON text) the one just computed? Without decoding it when it has a digest."""
+    if raw is None or new is None:
+        return raw is None and new is None
+    d = new.get("digest")
+    if d is not None and '"digest":' in raw:
+        # JSON escapes quotes inside strings, so this exact text can only be the digest key itself.
+        return f'"digest":"{d}"' in raw
+    old = json.loads(raw)  # an explanation written before digests (e.g. at intake)
+    return {k: v for k, v in old.items() if k != "digest"} == {k: v for k, v in new.items() if k != "digest"}
 
 
 def score_batch(
@@ -233,6 +263,7 @@ def score_batch(
     ctx: HookContext,
     *,
     override: Mapping[str, Any] | None = None,
+    stored_details: Sequence[str | None] | None = None,
 ) -> list[Outcome]:
     """Call every scorer and qualifier on a batch, the way intake does; return per-lead outcomes.
 
@@ -287,6 +318,8 @@ def score_batch(
     out = []
     for i, lead in enumerate(leads):
         o = Outcome(lead, scores[i], details[i], grades[i] if scores[i] is not None else lead.grade, lead.stage)
+        if stored_details is not None:
+            o.stored_detail = stored_details[i]
         # As at intake: each requested move is validated from the stage the previous one left.
         for q in wanted[i]:
             target = Stage(q.stage)
@@ -355,8 +388,7 @@ def write_outcomes(conn: sa.Connection, workspace: str, outcomes: Sequence[Outco
         score_changed = lead.score is None or o.score != lead.score
         grade_changed = o.grade != lead.grade
         stage_changed = o.stage != lead.stage
-        # The stored explanation was decoded with the lead: compare structures, encode only what is written.
-        if not (score_changed or grade_changed or stage_changed or o.detail != lead.score_detail):
+        if not (score_changed or grade_changed or stage_changed) and same_detail(o.stored_detail, o.detail):
             continue
         # A stage move sets the status as `leads move` does: disqualified, or open again.
         status = ("disqualified" if o.stage == Stage.DISQUALIFIED else "open") if stage_changed else lead.status
@@ -373,7 +405,7 @@ def write_outcomes(conn: sa.Connection, workspace: str, outcomes: Sequence[Outco
                 "contributions": d.get("contributions", []),
                 "ruleset": label,
                 "rulesets": rulesets,
-                "changes": rule_changes(lead.score_detail, d),
+                "changes": rule_changes(json.loads(o.stored_detail) if o.stored_detail else None, d),
             }
             events.append((workspace, lead.id, "scored", now_db, NAME, dumps(detail)))
         if grade_changed:
@@ -442,7 +474,7 @@ def _recompute_loop(
     with crm.engine.connect() as conn:
         after = 0
         while True:
-            leads = read_lead_batch(conn, workspace, after, batch_size)
+            leads, stored = read_lead_batch(conn, workspace, after, batch_size)
             if not leads:
                 conn.rollback()
                 break
@@ -458,7 +490,7 @@ def _recompute_loop(
                 extra={"batch_ids": ids},
             )
             try:
-                outcomes = score_batch(crm, workspace, leads, ctx)
+                outcomes = score_batch(crm, workspace, leads, ctx, stored_details=stored)
                 stage_events = write_outcomes(conn, workspace, outcomes, now, stats)
             except BaseException:
                 conn.rollback()
