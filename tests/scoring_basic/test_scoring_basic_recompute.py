@@ -302,3 +302,21 @@ def test_recompute_applies_other_qualifiers_through_the_lifecycle(make_crm, db_u
     assert (rows[big].stage, rows[big].status) == ("mql", "open")  # scoring_basic's move stands; the customer move is refused
     moves = [(e.lead_id, e.plugin, detail_of(e.detail)["to"]) for e in _events(crm, "stage_changed")]
     assert moves == [(rival, "scoring_basic", "mql"), (rival, "gatekeeper", "disqualified"), (big, "scoring_basic", "mql")]
+
+
+def test_unchanged_explanations_are_recognised_by_digest_or_content():
+    from corecrm.storage.db import dumps
+    from corecrm_plugins.scoring_basic.recompute import same_detail, score_detail
+
+    recs = [ScoreContribution(0, "exec", 30.0, 'title matches "CTO"', "fit", "sb1-x", "scoring_basic")]
+    score, new = score_detail(recs)
+    assert score == 30 and new["digest"]
+    assert same_detail(dumps(new), new)
+    intake_shape = {k: v for k, v in new.items() if k != "digest"}  # as intake stores it
+    assert same_detail(dumps(intake_shape), new)
+    other = score_detail([ScoreContribution(0, "exec", 30.0, "another reason", "fit", "sb1-x", "scoring_basic")])[1]
+    assert not same_detail(dumps(new), other) and not same_detail(dumps(intake_shape), other)
+    assert not same_detail(None, new) and same_detail(None, None)
+    # a reason quoting a digest cannot fake a match: JSON escapes its quotes
+    sneaky = score_detail([ScoreContribution(0, "exec", 30.0, f'"digest":"{other["digest"]}"', "fit", "sb1-x", "scoring_basic")])[1]
+    assert not same_detail(dumps(sneaky), other)
