@@ -115,3 +115,14 @@ def test_config_check_names_the_bad_rule(home):
 def test_score_commands_are_listed(home):
     out = cli("score", "--help").output
     assert "recompute" in out and "diff" in out
+
+
+def test_disabled_plugin_leaves_no_commands_reports_or_scores(home):
+    text = (home / "corecrm.toml").read_text()
+    (home / "corecrm.toml").write_text(text.replace('enabled = ["capture_json", "scoring_basic"]', 'enabled = ["capture_json"]').split("[plugins.scoring_basic]")[0])
+    assert "No such command 'score'" in cli("score", "recompute", ok=False).output
+    assert "scoring" not in cli("report", "--list").output
+    shutil.copy(DATA / "saas_leads.json", home / "leads.json")
+    cli("capture", "leads.json")
+    shown = json.loads(cli("leads", "show", "1", "--json").output)
+    assert shown["score"] is None and shown["grade"] is None and shown["stage"] == "lead"
