@@ -1,0 +1,114 @@
+"""Shared helpers for the routing_geo tests (imported by module name; pytest puts this folder on sys.path)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tomllib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from corecrm.models import Lead
+from corecrm.storage import schema
+from corecrm.storage.db import make_engine
+from corecrm_plugins.routing_geo import config, store
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "routing_geo"
+NOW = dt.datetime(2026, 11, 23, 10, 0, tzinfo=dt.timezone.utc)  # a Monday
+
+
+def retailer_settings() -> dict[str, Any]:
+    return tomllib.loads((DATA / "retailer.toml").read_text())["plugins"]["routing_geo"]
+
+
+def compile_(settings: dict[str, Any]) -> config.Routing:
+    return config.compile_settings(settings)
+
+
+def team_settings(n: int, *, strategy: str = "round_robin", weights: list[float] | None = None, **member_extra: Any) -> dict[str, Any]:
+    members = []
+    for i in range(n):
+        m = {"id": f"m{i:03d}", **member_extra}
+        if weights:
+            m["weight"] = weights[i]
+        members.append(m)
+    return {
+        "members": members,
+        "teams": [{"name": "t", "members": [m["id"] for m in members], "strategy": strategy}],
+        "rules": [{"name": "all", "team": "t"}],
+        "respect_working_hours": False,
+    }
+
+
+def lead(**kw: Any) -> Lead:
+    return Lead(**kw)
+
+
+# --------------------------------------------------------------------------- databases
+
+
+def sqlite_engine(tmp_path: Path) -> sa.Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 'crm.db'}")
+    schema.metadata.create_all(engine)
+    store.ensure_schema(engine)
+    return engine
+
+
+def pg_url() -> str | None:
+    return os.environ.get("CORECRM_TEST_PG_URL")
+
+
+def pg_engine() -> tuple[sa.Engine, str]:
+    """A fresh PostgreSQL database on the test server (dropped by :func:`drop_pg`)."""
+    url = sa.engine.make_url(pg_url())
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    name = f"rg_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    admin.dispose()
+    target = url.set(database=name)
+    engine = make_engine(target.render_as_string(hide_password=False))
+    schema.metadata.create_all(engine)
+    store.ensure_schema(engine)
+    return engine, name
+
+
+def drop_pg(engine: sa.Engine, name: str) -> None:
+    engine.dispose()
+    url = sa.engine.make_url(pg_url())
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def insert_leads(engine: sa.Engine, rows: list[dict[str, Any]], *, workspace: str = "default", at: dt.datetime = NOW) -> list[int]:
+    """Store leads directly (the tests of claim/sweep need a filled ``leads`` table, not the intake pipeline)."""
+    full = []
+    for r in rows:
+        full.append({
+            "workspace": workspace, "stage": "lead", "status": "open", "created_at": at, "updated_at": at,
+            "interests": [], "attributes": {}, "consent": {}, **r,
+        })
+        if full[-1].get("email"):
+            full[-1]["email_norm"] = full[-1]["email"].lower()
+    with engine.begin() as conn:
+        res = conn.execute(schema.leads.insert().returning(schema.leads.c.id), full)
+        return [x[0] for x in res]
+
+
+def dump(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, for "changes nothing" assertions."""
+    out = {}
+    with engine.connect() as conn:
+        for name in sorted(sa.inspect(conn).get_table_names()):
+            t = sa.Table(name, sa.MetaData(), autoload_with=conn)
+            out[name] = sorted((tuple(map(str, r)) for r in conn.execute(sa.select(t))), key=str)
+    return out
