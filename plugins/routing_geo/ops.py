@@ -75,7 +75,7 @@ def claim(engine: Engine, workspace: str, routing: Routing, member: str, *, team
     order = (L.c.score.desc().nulls_last(), L.c.id) if routing.settings.get("claim_order") == "score" else (L.c.id,)
     with engine.begin() as conn:
         only = Directory(members={member: m}, teams={})
-        snap = store.load_snapshot(conn, workspace, only, [], now)
+        snap = store.load_snapshot(conn, workspace, only, [], now, rotation_state=False)
         full = capacity(m, snap, {})
         if full:
             raise CrmError(f"{member} cannot claim: {full}")
@@ -104,9 +104,10 @@ def claim(engine: Engine, workspace: str, routing: Routing, member: str, *, team
                             "waited_minutes": round(waited, 2) if waited is not None else None},
         }
         store.insert_events(conn, workspace, [{"lead_id": lead_id, "type": "assigned", "at": now, "plugin": plugin, "detail": detail}])
-        sla_minutes = routing.sla_for(None, lead_team)
-        store.record_assignments(conn, workspace, d, [{"lead_id": lead_id, "owner": member, "team": lead_team, "rule": None,
-                                                        "at": now, "sla_minutes": sla_minutes}])
+        # a claim restarts the lead's first-contact clock with its new owner; it does not move
+        # the push rotation (pull is self-service), so claims never contend on rotation rows
+        store.restart_sla(conn, workspace, [{"lead_id": lead_id, "owner": member, "team": lead_team, "rule": None,
+                                             "at": now, "sla_minutes": routing.sla_for(None, lead_team)}])
     return {"lead_id": lead_id, "team": lead_team, "owner": member, "waited_minutes": detail["explanation"]["waited_minutes"]}
 
 

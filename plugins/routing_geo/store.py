@@ -140,12 +140,16 @@ def get_directory_entry(conn: Connection, workspace: str, kind: str, name: str) 
 # --------------------------------------------------------------------------- snapshot
 
 
-def load_rotation(conn: Connection, workspace: str) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
+def load_rotation(conn: Connection, workspace: str, *, teams: Sequence[str] | None = None, lock: bool = False) -> tuple[dict[tuple[str, str], float], dict[str, float]]:
+    """Rotation passes and team clocks; ``lock`` holds the rows (PostgreSQL) while they are advanced."""
     passes: dict[tuple[str, str], float] = {}
     clocks: dict[str, float] = {}
-    for team, member, p in conn.execute(
-        sa.select(rotation.c.team, rotation.c.member, rotation.c["pass"]).where(rotation.c.workspace == workspace)
-    ):
+    q = sa.select(rotation.c.team, rotation.c.member, rotation.c["pass"]).where(rotation.c.workspace == workspace)
+    if teams is not None:
+        q = q.where(rotation.c.team.in_(list(teams)))
+    if lock:
+        q = q.with_for_update()
+    for team, member, p in conn.execute(q):
         if member == "*":
             clocks[team] = p
         else:
@@ -161,10 +165,11 @@ def local_midnight(now: dt.datetime, tzname: str) -> dt.datetime:
     return start.astimezone(dt.timezone.utc)
 
 
-def load_snapshot(conn: Connection, workspace: str, directory: Directory, leads: Sequence[Lead], now: dt.datetime) -> Snapshot:
+def load_snapshot(conn: Connection, workspace: str, directory: Directory, leads: Sequence[Lead], now: dt.datetime, *, rotation_state: bool = True) -> Snapshot:
     """Everything a batch needs, in a few grouped queries (never one per lead)."""
     snap = Snapshot()
-    snap.passes, snap.clocks = load_rotation(conn, workspace)
+    if rotation_state:
+        snap.passes, snap.clocks = load_rotation(conn, workspace)
     members = list(directory.members.values())
     ids = [m.id for m in members]
     L = core.leads
@@ -246,23 +251,42 @@ def record_assignments(conn: Connection, workspace: str, directory: Directory, i
     """
     if not items:
         return
-    passes, clocks = load_rotation(conn, workspace)
-    touched: set[tuple[str, str]] = set()
-    for it in items:
-        team, owner = it.get("team"), it.get("owner")
-        t = directory.teams.get(team) if team else None
-        if owner and t is not None and owner in directory.members:
-            w = directory.members[owner].weight if t.strategy == "weighted" else 1.0
-            advance(passes, clocks, t.name, owner, w)
-            touched.add((t.name, owner))
-            touched.add((t.name, "*"))
-    now = max(it["at"] for it in items)
-    if touched:
-        teams = sorted({t for t, _ in touched})
-        conn.execute(rotation.delete().where(rotation.c.workspace == workspace, rotation.c.team.in_(teams)))
-        rows = [{"workspace": workspace, "team": t, "member": m, "pass": p, "updated_at": now} for (t, m), p in passes.items() if t in teams]
-        rows += [{"workspace": workspace, "team": t, "member": "*", "pass": c, "updated_at": now} for t, c in clocks.items() if t in teams]
-        conn.execute(rotation.insert(), rows)
+    teams = sorted({it["team"] for it in items if it.get("owner") and it.get("team") in directory.teams})
+    if teams:
+        passes, clocks = load_rotation(conn, workspace, teams=teams, lock=True)
+        touched: set[tuple[str, str]] = set()
+        for it in items:
+            team, owner = it.get("team"), it.get("owner")
+            t = directory.teams.get(team) if team else None
+            if owner and t is not None and owner in directory.members:
+                w = directory.members[owner].weight if t.strategy == "weighted" else 1.0
+                advance(passes, clocks, t.name, owner, w)
+                touched.add((t.name, owner))
+                touched.add((t.name, "*"))
+        now = max(it["at"] for it in items)
+        rows = [{"workspace": workspace, "team": t, "member": m, "pass": passes[(t, m)] if m != "*" else clocks[t], "updated_at": now}
+                for t, m in sorted(touched)]
+        _upsert_rotation(conn, rows)
+    restart_sla(conn, workspace, items)
+
+
+def _upsert_rotation(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    if is_postgres(conn):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    stmt = insert(rotation)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[rotation.c.workspace, rotation.c.team, rotation.c.member],
+        set_={"pass": stmt.excluded["pass"], "updated_at": stmt.excluded.updated_at},
+    )
+    conn.execute(stmt, rows)
+
+
+def restart_sla(conn: Connection, workspace: str, items: Sequence[Mapping[str, Any]]) -> None:
+    """Start a fresh first-contact clock per lead (or none, when its rule and team have no SLA)."""
     lead_ids = [it["lead_id"] for it in items if it.get("lead_id") is not None]
     for chunk in _chunks(lead_ids):
         conn.execute(sla.delete().where(sla.c.workspace == workspace, sla.c.lead_id.in_(chunk)))
@@ -283,8 +307,11 @@ def record_rotation_only(conn: Connection, workspace: str, directory: Directory,
     """Advance rotation for assignments that keep their running SLA clock (a queued lead finally assigned)."""
     keep = {it["lead_id"]: it.get("owner") for it in items if it.get("lead_id") is not None}
     record_assignments(conn, workspace, directory, [{**it, "lead_id": None} for it in items])
-    for lead_id, owner in keep.items():
-        conn.execute(sla.update().where(sla.c.workspace == workspace, sla.c.lead_id == lead_id).values(owner=owner))
+    if keep:
+        conn.execute(
+            sla.update().where(sla.c.workspace == workspace, sla.c.lead_id == sa.bindparam("b_id")).values(owner=sa.bindparam("b_owner")),
+            [{"b_id": k, "b_owner": v} for k, v in keep.items()],
+        )
 
 
 def insert_events(conn: Connection, workspace: str, events: Sequence[Mapping[str, Any]]) -> None:

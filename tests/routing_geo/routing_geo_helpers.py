@@ -112,3 +112,30 @@ def dump(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
             t = sa.Table(name, sa.MetaData(), autoload_with=conn)
             out[name] = sorted((tuple(map(str, r)) for r in conn.execute(sa.select(t))), key=str)
     return out
+
+
+def claim_worker(url: str, settings: dict[str, Any], member: str, start_event: Any, out: Any) -> None:
+    """One rep in its own process: claim until the queue is empty; report what it got."""
+    from corecrm_plugins.routing_geo import ops
+
+    engine = make_engine(url)
+    routing = config.compile_settings(settings)
+    got = []
+    start_event.wait()
+    while True:
+        res = ops.claim(engine, "default", routing, member, now=NOW)
+        if res is None:
+            break
+        got.append(res["lead_id"])
+    engine.dispose()
+    out.put((member, got))
+
+
+def queue_settings(n_members: int) -> dict[str, Any]:
+    ids = [f"rep{i}" for i in range(n_members)]
+    return {
+        "members": [{"id": m} for m in ids],
+        "teams": [{"name": "inside_sales", "members": ids, "mode": "pull", "sla_minutes": 30}],
+        "rules": [{"name": "all", "team": "inside_sales"}],
+        "respect_working_hours": False,
+    }
