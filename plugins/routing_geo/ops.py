@@ -208,7 +208,9 @@ def sweep(engine: Engine, workspace: str, routing: Routing, *, now: dt.datetime,
                     action = "escalate"
             if action == "escalate" and t is not None and t.escalate_to:
                 target = t.escalate_to
-                if target in d.members:
+                if target == lead.owner or (target == lead.team and lead.owner is None and (target not in d.teams or d.teams[target].mode == "pull")):
+                    detail["note"] = f"already escalated to {target}"
+                elif target in d.members:
                     move(lead, target, lead.team, f"SLA of {r.sla_minutes:g} min lapsed; escalated to {target}", {"rule": r.rule, "escalated_to": target})
                     outcome = "escalated"
                 else:

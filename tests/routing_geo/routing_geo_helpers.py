@@ -139,3 +139,34 @@ def queue_settings(n_members: int) -> dict[str, Any]:
         "rules": [{"name": "all", "team": "inside_sales"}],
         "respect_working_hours": False,
     }
+
+
+class FakeCrm:
+    """Just enough of ``corecrm.app.Crm`` for the hooks: an engine."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+
+def intake(engine: sa.Engine, settings: Any, leads: list[Lead], now: dt.datetime = NOW, *, workspace: str = "default") -> list[Any]:
+    """Route a batch through the plugin's hooks and store it the way the core's pipeline does."""
+    from corecrm.context import HookContext
+    from corecrm.models import Event
+    from corecrm_plugins import routing_geo as plugin
+
+    ctx = HookContext(crm=FakeCrm(engine), workspace=workspace, now=now, mode="intake")  # type: ignore[arg-type]
+    out = plugin.crm_route_leads(leads=leads, ctx=ctx, settings=settings)
+    by_index = {a.index: a for a in out}
+    rows = []
+    for i, x in enumerate(leads):
+        a = by_index.get(i)
+        rows.append({"country": x.country, "region": x.region, "postal_code": x.postal_code, "email": x.email,
+                     "interests": x.interests, "source": x.source, "language": x.language,
+                     "owner": a.owner if a else x.owner, "team": (a.team if a else x.team),
+                     "assigned_at": now if a else None})
+    ids = insert_leads(engine, rows, workspace=workspace, at=now)
+    for x, lid in zip(leads, ids):
+        x.id = lid
+    events = [Event("assigned", now, "routing_geo", {"owner": a.owner, "team": a.team}, lead_id=leads[a.index].id) for a in out]
+    plugin.crm_leads_assigned(events=events, ctx=ctx, settings=settings)
+    return out
