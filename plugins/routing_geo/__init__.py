@@ -101,6 +101,8 @@ def crm_route_leads(leads: Sequence[Lead], ctx: HookContext, settings: Mapping[s
             routing = routing_for(crm, ctx.workspace, settings, conn)
             snap = store.load_snapshot(conn, ctx.workspace, routing.directory, leads, ctx.now)
             conn.rollback()
+    if not routing.rules and not routing.directory.teams:
+        return []  # nothing configured: this plugin leaves routing to others
     out = ops.make_router(routing).route(leads, ctx.now, snap)
     if not ctx.dry_run:
         stash = ctx.extra.setdefault(_STASH, [])

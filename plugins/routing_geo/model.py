@@ -338,7 +338,7 @@ def parse_directory(settings: Mapping[str, Any], prefix: str = "plugins.routing_
 
 def check_directory(d: Directory, prefix: str = "plugins.routing_geo") -> None:
     names = list(d.teams)
-    for ti, t in enumerate(d.teams.values()):
+    for t in d.teams.values():
         section = "queues" if t.is_queue else "teams"
         idx = [x for x in d.teams.values() if x.is_queue == t.is_queue].index(t)
         key = f"{prefix}.{section}[{idx}]"
@@ -351,7 +351,6 @@ def check_directory(d: Directory, prefix: str = "plugins.routing_geo") -> None:
             raise err(f"{key}.escalate_to", f"unknown team, queue or member {t.escalate_to!r} (teams and queues: {', '.join(names)})")
         if t.on_breach == "escalate" and t.escalate_to is None:
             raise err(f"{key}.escalate_to", "on_breach = 'escalate' needs escalate_to (a team, queue or member)")
-    del ti
 
 
 def _plain(value: Any) -> Any:
