@@ -134,6 +134,15 @@ def crm_leads_assigned(events: Sequence[Event], ctx: HookContext, settings: Mapp
 
 
 @hookimpl
+def crm_config_warnings(settings: Mapping[str, Any], workspace: str) -> Iterable[str]:
+    """Shadowed rules are warnings; cross references (unknown team, team without members) are errors."""
+    from corecrm_plugins.routing_geo import config
+
+    routing = config.compile_settings(settings)  # raises ConfigError naming the key path
+    return [f"{key}: {message}" for key, message in routing.warnings]
+
+
+@hookimpl
 def crm_cli_commands() -> Iterable[CliCommand]:
     from corecrm_plugins.routing_geo import cli
 

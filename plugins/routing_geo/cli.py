@@ -127,7 +127,7 @@ def sweep_cmd(crm: Any, now_text: str | None, watch: bool, interval: int | None,
 
 def _load_rules_file(path: str, base: Mapping[str, Any], crm: Any) -> Any:
     from corecrm.config import tomllib
-    from corecrm.settings import validate_table
+    from corecrm.settings import check_value
     from corecrm_plugins.routing_geo import config
 
     p = Path(path)
@@ -140,10 +140,22 @@ def _load_rules_file(path: str, base: Mapping[str, Any], crm: Any) -> Any:
     prefix = ""
     if "plugins" in data:
         data = data.get("plugins", {}).get(PLUGIN, {})
-        prefix = f"plugins.{PLUGIN}"
-    table = validate_table(PLUGIN, config.settings(), data, prefix=prefix or PLUGIN, where=str(p), strict=True, fill_defaults=False)
-    merged = {**dict(base), **table}
-    return config.check(merged, None, where=str(p), prefix=prefix or "routing")
+        prefix = f"plugins.{PLUGIN}."
+    decls = {d.key: d for d in config.settings()}
+    table: dict[str, Any] = {}
+    try:
+        for key, value in data.items():
+            if key not in decls:
+                raise ConfigError(f"unknown setting (known: {', '.join(sorted(decls))})", key=f"{prefix}{key}")
+            table[key] = check_value(decls[key], value, f"{prefix}{key}", str(p))
+        merged = {**dict(base), **table}
+        return config.check(merged, None, where=str(p), prefix=prefix.rstrip("."))
+    except ConfigError as exc:
+        if exc.path:
+            raise
+        full = str(exc)
+        message = full[len(exc.key) + 2:] if exc.key and full.startswith(f"{exc.key}: ") else full
+        raise ConfigError(message, path=str(p), key=exc.key) from None
 
 
 @click.command("simulate")
@@ -170,7 +182,8 @@ def simulate_cmd(crm: Any, rules_path: str, sample: int | None, now_text: str | 
     if as_json:
         click.echo(json.dumps(res, default=str, indent=2))
         return
-    click.echo(f"{res['leads']} stored open lead(s) routed under both rule sets; {res['changed']} would go elsewhere. Nothing was changed.")
+    click.echo(f"{res['leads']} stored open lead(s) routed under both rule sets: {res['changed']} would match another rule, "
+               f"{res['moved']} would go to another team or queue. Nothing was changed.")
     click.echo(format_table(["target", "current rules", "new rules"], [[b["target"], b["current"], b["new"]] for b in res["by_target"]]))
     if res["changes"]:
         click.echo("")
@@ -432,20 +445,28 @@ def commands() -> list[CliCommand]:
 
 
 def _run_report(crm: Any, workspace: str | None, params: Mapping[str, Any] | None = None) -> Any:
+    """``corecrm report routing [--from D] [--to D] [--by team]``."""
     from corecrm_plugins.routing_geo import ensure_schema, ops
 
     params = dict(params or {})
     ensure_schema(crm.engine)
 
-    def when(v: Any) -> dt.datetime | None:
+    def day(v: Any, *, end: bool) -> dt.datetime | None:
         if v in (None, ""):
             return None
-        if isinstance(v, dt.datetime):
-            return v if v.tzinfo else v.replace(tzinfo=dt.timezone.utc)
-        out = dt.datetime.fromisoformat(str(v))
-        return out if out.tzinfo else out.replace(tzinfo=dt.timezone.utc)
+        d = v if isinstance(v, dt.date) else dt.date.fromisoformat(str(v))
+        if isinstance(d, dt.datetime):
+            d = d.date()
+        if end:
+            d = d + dt.timedelta(days=1)  # --to is inclusive
+        return dt.datetime(d.year, d.month, d.day, tzinfo=dt.timezone.utc)
 
-    return ops.report(crm.engine, crm.ws(workspace), since=when(params.get("since")), until=when(params.get("until")))
+    by = [b for b in params.get("by") or []]
+    for b in by:
+        if b not in ("member", "team"):
+            raise CrmError(f"report routing: --by {b!r} is not supported (member, team)")
+    return ops.report(crm.engine, crm.ws(workspace), since=day(params.get("date_from"), end=False),
+                      until=day(params.get("date_to"), end=True), by=by[0] if by else "member")
 
 
 def routing_report() -> Report:
@@ -453,7 +474,5 @@ def routing_report() -> Report:
         name="routing",
         title="Routing: speed to lead, SLA breaches, load per member",
         run=_run_report,
-        description="Time-to-assign and time-to-first-contact percentiles, SLA breaches and open leads per member.",
-        params=[click.Option(["--since"], default=None, help="Leads created from (ISO date)."),
-                click.Option(["--until"], default=None, help="Leads created before (ISO date).")],
+        description="Time-to-assign and time-to-first-contact percentiles (minutes), SLA breaches and open leads per member (--by team).",
     )

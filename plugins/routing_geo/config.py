@@ -16,7 +16,7 @@ import attrs
 
 from corecrm.errors import ConfigError
 from corecrm.records import Setting
-from corecrm_plugins.routing_geo.model import Directory, _plain, parse_directory, parse_member, parse_team
+from corecrm_plugins.routing_geo.model import Directory, _plain, dotted, parse_directory, parse_member, parse_team
 from corecrm_plugins.routing_geo.rules import Rule, Ruleset, check_targets, parse_rules, shadow_warnings
 
 PLUGIN = "routing_geo"
@@ -103,14 +103,14 @@ def compile_settings(settings: Mapping[str, Any], overlay: list[tuple[str, str, 
         from corecrm_plugins.routing_geo.store import apply_overlay
 
         directory = apply_overlay(directory, overlay, raw_members, raw_teams)
-    rules = parse_rules(s.get("rules") or [], f"{prefix}.rules", aliases)
+    rules = parse_rules(s.get("rules") or [], f"{dotted(prefix)}rules", aliases)
     default_queue = s.get("default_queue") or "unrouted"
-    check_targets(rules, directory, default_queue, f"{prefix}.rules")
+    check_targets(rules, directory, default_queue, f"{dotted(prefix)}rules")
     if default_queue in directory.teams and not directory.teams[default_queue].is_queue and directory.teams[default_queue].mode == "push":
         pass  # a push team as the default is allowed: unmatched leads are assigned by its strategy
     ruleset = Ruleset(rules, default_queue, aliases)
     return Routing(ruleset=ruleset, directory=directory, settings=s, raw_members=raw_members, raw_teams=raw_teams,
-                   warnings=shadow_warnings(rules, f"{prefix}.rules"))
+                   warnings=shadow_warnings(rules, f"{dotted(prefix)}rules"))
 
 
 def check(settings: Mapping[str, Any], overlay: list[tuple[str, str, dict[str, Any]]] | None = None, *, where: str = "", prefix: str = PREFIX) -> Routing:

@@ -24,6 +24,11 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_.@+-]+$")
 _HOURS_RE = re.compile(r"^\s*([a-z]{3})(?:\s*-\s*([a-z]{3}))?\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
+def dotted(prefix: str) -> str:
+    """``"plugins.routing_geo"`` → ``"plugins.routing_geo."``; an empty prefix stays empty (a bare rules file)."""
+    return f"{prefix}." if prefix else ""
+
+
 def err(key: str, message: str) -> ConfigError:
     return ConfigError(message, key=key)
 
@@ -317,20 +322,20 @@ def parse_directory(settings: Mapping[str, Any], prefix: str = "plugins.routing_
     d = Directory()
     raw_members = settings.get("members") or []
     if not isinstance(raw_members, (list, tuple)):
-        raise err(f"{prefix}.members", "expected a list of member tables")
+        raise err(f"{dotted(prefix)}members", "expected a list of member tables")
     for i, item in enumerate(raw_members):
-        m = parse_member(_plain(item), f"{prefix}.members[{i}]")
+        m = parse_member(_plain(item), f"{dotted(prefix)}members[{i}]")
         if m.id in d.members:
-            raise err(f"{prefix}.members[{i}].id", f"member {m.id!r} is defined twice")
+            raise err(f"{dotted(prefix)}members[{i}].id", f"member {m.id!r} is defined twice")
         d.members[m.id] = m
     for section, queue in (("teams", False), ("queues", True)):
         raw = settings.get(section) or []
         if not isinstance(raw, (list, tuple)):
-            raise err(f"{prefix}.{section}", f"expected a list of {section[:-1]} tables")
+            raise err(f"{dotted(prefix)}{section}", f"expected a list of {section[:-1]} tables")
         for i, item in enumerate(raw):
-            t = parse_team(_plain(item), f"{prefix}.{section}[{i}]", d.members, queue=queue)
+            t = parse_team(_plain(item), f"{dotted(prefix)}{section}[{i}]", d.members, queue=queue)
             if t.name in d.teams:
-                raise err(f"{prefix}.{section}[{i}].name", f"{t.name!r} is already a team or queue name")
+                raise err(f"{dotted(prefix)}{section}[{i}].name", f"{t.name!r} is already a team or queue name")
             d.teams[t.name] = t
     check_directory(d, prefix)
     return d
@@ -341,7 +346,7 @@ def check_directory(d: Directory, prefix: str = "plugins.routing_geo") -> None:
     for t in d.teams.values():
         section = "queues" if t.is_queue else "teams"
         idx = [x for x in d.teams.values() if x.is_queue == t.is_queue].index(t)
-        key = f"{prefix}.{section}[{idx}]"
+        key = f"{dotted(prefix)}{section}[{idx}]"
         for i, mid in enumerate(t.members):
             if mid not in d.members:
                 raise err(f"{key}.members[{i}]", f"unknown member {mid!r} (defined: {', '.join(sorted(d.members)) or 'none'})")

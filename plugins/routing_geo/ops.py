@@ -194,7 +194,7 @@ def sweep(engine: Engine, workspace: str, routing: Routing, *, now: dt.datetime,
                     owner, sel = router.select(t, lead, index_of[lead.id], now, snap, exclude=[lead.owner] if lead.owner else (),
                                                avail=avail, batch_new=batch_new)
                     if owner:
-                        move(lead, owner, t.name, f"SLA of {r.sla_minutes:g} min lapsed with {lead.owner or 'the queue'}; reassigned: {sel['choice']['why']}",
+                        move(lead, owner, t.name, f"SLA of {r.sla_minutes:g} min lapsed with {lead.owner or 'the queue'}; reassigned: {sel['choice']}",
                              {"rule": r.rule, **sel})
                         outcome = "reassigned"
                     elif t.escalate_to:
@@ -219,7 +219,7 @@ def sweep(engine: Engine, workspace: str, routing: Routing, *, now: dt.datetime,
                     sel: dict[str, Any] = {}
                     if et.mode == "push" and not et.is_queue:
                         owner, sel = router.select(et, lead, index_of[lead.id], now, snap, avail=avail, batch_new=batch_new)
-                    why = sel.get("choice", {}).get("why") if owner else f"waits in {target}"
+                    why = sel.get("choice") if owner else f"waits in {target}"
                     move(lead, owner, target, f"SLA of {r.sla_minutes:g} min lapsed; escalated to {target}: {why}", {"rule": r.rule, "escalated_to": target, **sel})
                     outcome = "escalated"
             detail["action"] = outcome
@@ -239,7 +239,7 @@ def sweep(engine: Engine, workspace: str, routing: Routing, *, now: dt.datetime,
                 continue
             owner, sel = router.select(t, lead, index_of[lid], now, snap, avail=avail, batch_new=batch_new)
             if owner:
-                move(lead, owner, t.name, f"waited in queue {t.name}; {sel['choice']['why']}", {"rule": None, **sel}, keep_clock=True)
+                move(lead, owner, t.name, f"waited in queue {t.name}; {sel['choice']}", {"rule": None, **sel}, keep_clock=True)
                 summary["assigned_from_queue"] += 1
                 summary["actions"].append({"lead_id": lid, "action": "assigned_from_queue", "owner": None, "new_owner": owner, "team": t.name})
 
@@ -300,7 +300,8 @@ def simulate(engine: Engine, workspace: str, current: Routing, new: Routing, *, 
                             "current": {"rule": c.rule, "target": ct, "owner": c.owner},
                             "new": {"rule": n.rule, "target": nt, "owner": n.owner, "reason": n.reason}})
     targets = sorted(set(before) | set(after))
-    return {"leads": len(leads), "changed": len(changes), "changes": changes,
+    moved = sum(1 for c in changes if c["current"]["target"] != c["new"]["target"])
+    return {"leads": len(leads), "changed": len(changes), "moved": moved, "changes": changes,
             "by_target": [{"target": t, "current": before.get(t, 0), "new": after.get(t, 0)} for t in targets],
             "warnings": [m for _, m in new.warnings]}
 
@@ -318,8 +319,9 @@ def _pct(values: Sequence[float], q: float) -> float | None:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def report(engine: Engine, workspace: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None) -> ReportTable:
-    """Time to assign and to first contact (minutes; p50/p90), SLA breaches and load per member."""
+def report(engine: Engine, workspace: str, *, since: dt.datetime | None = None, until: dt.datetime | None = None,
+           by: str = "member") -> ReportTable:
+    """Time to assign and to first contact (minutes; p50/p90), SLA breaches and load per member (or team)."""
     with engine.connect() as conn:
         q = sa.select(L.c.owner, L.c.team, L.c.created_at, L.c.assigned_at, L.c.first_contact_at).where(L.c.workspace == workspace)
         if since is not None:
@@ -327,9 +329,10 @@ def report(engine: Engine, workspace: str, *, since: dt.datetime | None = None, 
         if until is not None:
             q = q.where(L.c.created_at < until)
         rows = conn.execute(q).all()
-        open_load = dict(conn.execute(
-            sa.select(L.c.owner, sa.func.count()).where(L.c.workspace == workspace, L.c.status == "open", L.c.owner.is_not(None)).group_by(L.c.owner)
-        ).all())
+        dim = L.c.team if by == "team" else L.c.owner
+        open_load = {k or "(no team)": n for k, n in conn.execute(
+            sa.select(dim, sa.func.count()).where(L.c.workspace == workspace, L.c.status == "open", L.c.owner.is_not(None)).group_by(dim)
+        ).all()}
         queued = dict(conn.execute(
             sa.select(L.c.team, sa.func.count()).where(L.c.workspace == workspace, L.c.status == "open", L.c.owner.is_(None), L.c.team.is_not(None)).group_by(L.c.team)
         ).all())
@@ -343,11 +346,11 @@ def report(engine: Engine, workspace: str, *, since: dt.datetime | None = None, 
     per: dict[str, dict[str, list[float]]] = {}
     tta_all: list[float] = []
     ttc_all: list[float] = []
-    for owner, _team, created, assigned, contact in rows:
+    for owner, team, created, assigned, contact in rows:
         created, assigned, contact = as_utc(created), as_utc(assigned), as_utc(contact)
         if owner is None or created is None:
             continue
-        p = per.setdefault(owner, {"tta": [], "ttc": []})
+        p = per.setdefault(team or "(no team)" if by == "team" else owner, {"tta": [], "ttc": []})
         if assigned is not None:
             v = max((assigned - created).total_seconds() / 60, 0.0)
             p["tta"].append(v)
@@ -358,7 +361,7 @@ def report(engine: Engine, workspace: str, *, since: dt.datetime | None = None, 
             ttc_all.append(v)
     breach_by: dict[str, int] = {}
     for b in breaches:
-        key = b.get("owner") or f"(queue {b.get('team')})"
+        key = (b.get("team") or "(no team)") if by == "team" else (b.get("owner") or f"(queue {b.get('team')})")
         breach_by[key] = breach_by.get(key, 0) + 1
 
     def r(x: float | None) -> float | None:
@@ -376,7 +379,7 @@ def report(engine: Engine, workspace: str, *, since: dt.datetime | None = None, 
         notes.append("no leads in this period")
     return ReportTable(
         title="Routing: speed to lead and load per member (minutes)",
-        columns=["member", "assigned", "open", "tta_p50", "tta_p90", "ttfc_p50", "ttfc_p90", "sla_breaches"],
+        columns=[by, "assigned", "open", "tta_p50", "tta_p90", "ttfc_p50", "ttfc_p90", "sla_breaches"],
         rows=out_rows,
         notes=notes,
         data={"time_to_assign": {"p50": r(_pct(tta_all, .5)), "p90": r(_pct(tta_all, .9)), "p99": r(_pct(tta_all, .99)), "n": len(tta_all)},

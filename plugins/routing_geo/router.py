@@ -169,7 +169,7 @@ class Router:
                               reason=f"rule {rule.name} → team {team.name}; nobody available ({sel['summary']}), waits in the team queue",
                               explanation=expl)
         return Assignment(index=i, owner=owner, team=team.name, rule=rule.name,
-                          reason=f"rule {rule.name} → team {team.name}; {sel['choice']['why']}", explanation=expl)
+                          reason=f"rule {rule.name} → team {team.name}; {sel['choice']}", explanation=expl)
 
     def _select(self, team: Team, lead: Lead, index: int, strategy: str, snapshot: Snapshot,
                 avail: dict[str, str | None], batch_new: dict[str, int], exclude: Sequence[str]) -> tuple[str | None, dict[str, Any]]:
@@ -194,6 +194,7 @@ class Router:
             if why:
                 entry["skipped"] = why
             else:
+                entry["why"] = f"available ({load} open)"
                 ok.append(mid)
             candidates.append(entry)
         expl: dict[str, Any] = {"strategy": strategy, "candidates": candidates}
@@ -211,7 +212,8 @@ class Router:
                 if owner in ok or (in_scope and owner not in team.members and avail.get(owner) is None
                                    and self._capacity(members[owner], snapshot, batch_new) is None):
                     self._commit(team.name, owner, snapshot, batch_new, members[owner].weight, strategy="sticky")
-                    expl["choice"] = {"member": owner, "why": f"sticky: {why}"}
+                    expl["chosen"], expl["choice"] = owner, f"sticky: {why}"
+                    _mark(candidates, owner)
                     return owner, expl
                 reason = "not in this team" if not in_scope else (
                     next((c.get("skipped") for c in candidates if c["member"] == owner), None)
@@ -248,7 +250,8 @@ class Router:
             why = f"round robin: {mid}'s turn (least recently assigned among {len(ok)} available)"
         if tied:
             why += f"; tie with {', '.join(tied)} broken by rotation hash"
-        expl["choice"] = {"member": mid, "why": why}
+        expl["chosen"], expl["choice"] = mid, why
+        _mark(candidates, mid)
         self._commit(team.name, mid, snapshot, batch_new, members[mid].weight if strategy == "weighted" else 1.0, strategy=strategy)
         return mid, expl
 
@@ -264,6 +267,13 @@ class Router:
         batch_new[mid] = batch_new.get(mid, 0) + 1
         snapshot.turns[(team, mid)] = snapshot.turns.get((team, mid), 0) + 1
         del strategy
+
+
+def _mark(candidates: list[dict[str, Any]], member: str) -> None:
+    for c in candidates:
+        if c["member"] == member:
+            c["chosen"] = True
+            c["why"] = f"chosen ({c['open']} open)"
 
 
 def advance(passes: dict[tuple[str, str], float], clocks: dict[str, float], team: str, mid: str, weight: float) -> None:

@@ -61,6 +61,17 @@ def pg_url() -> str | None:
     return os.environ.get("CORECRM_TEST_PG_URL")
 
 
+def require_pg() -> None:
+    """Skip without a PostgreSQL server, except in CI (``CORECRM_REQUIRE_SERVERS=1``) where that is a failure."""
+    import pytest
+
+    if pg_url():
+        return
+    if os.environ.get("CORECRM_REQUIRE_SERVERS", "") not in ("", "0"):
+        pytest.fail("PostgreSQL (CORECRM_TEST_PG_URL) is required (CORECRM_REQUIRE_SERVERS=1) but not set")
+    pytest.skip("CORECRM_TEST_PG_URL is not set")
+
+
 def pg_engine() -> tuple[sa.Engine, str]:
     """A fresh PostgreSQL database on the test server (dropped by :func:`drop_pg`)."""
     url = sa.engine.make_url(pg_url())

@@ -7,7 +7,7 @@ import multiprocessing as mp
 import pytest
 import sqlalchemy as sa
 from routing_geo_helpers import (
-    NOW, claim_worker, compile_, drop_pg, insert_leads, pg_engine, pg_url, queue_settings, retailer_settings, sqlite_engine,
+    NOW, claim_worker, compile_, drop_pg, insert_leads, pg_engine, require_pg, queue_settings, retailer_settings, sqlite_engine,
 )
 
 from corecrm.errors import CrmError, NotFound
@@ -22,8 +22,7 @@ def engine(request, tmp_path):
         yield eng
         eng.dispose()
         return
-    if not pg_url():
-        pytest.skip("CORECRM_TEST_PG_URL is not set")
+    require_pg()
     eng, name = pg_engine()
     yield eng
     drop_pg(eng, name)

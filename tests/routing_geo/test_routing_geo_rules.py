@@ -22,7 +22,7 @@ def test_uk_lead_interested_in_shoes_goes_to_the_uk_fashion_team():
     assert a.team == "uk_fashion" and a.rule == "uk-shoes"
     assert a.owner in {"alice", "bob", "carol"}
     assert a.explanation["rule"]["name"] == "uk-shoes"
-    assert a.explanation["choice"]["member"] == a.owner
+    assert a.explanation["chosen"] == a.owner
     assert {c["member"] for c in a.explanation["candidates"]} == {"alice", "bob", "carol"}
     # the earlier rule that did not match says why
     assert a.explanation["earlier_rules"][0]["rule"] == "london-central"
