@@ -155,7 +155,9 @@ def sweep(engine: Engine, workspace: str, routing: Routing, *, now: dt.datetime,
         ordered = list(leads.values())
         snap = store.load_snapshot(conn, workspace, d, ordered, now)
         index_of = {lead.id: i for i, lead in enumerate(ordered)}
-        avail = {mid: availability(m, now, router.respect_hours) for mid, m in d.members.items()}
+        from corecrm_plugins.routing_geo.router import _Availability
+
+        avail = _Availability(d.members, now, router.respect_hours)
         batch_new: dict[str, int] = {}
         updates: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []

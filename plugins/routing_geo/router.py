@@ -84,6 +84,23 @@ def capacity(m: Member, snapshot: Snapshot, batch_new: dict[str, int]) -> str | 
     return None
 
 
+class _Availability(dict):  # type: ignore[type-arg]
+    """Member → why unavailable (or ``None``), computed on first use: a batch of one looks at one team, not everybody."""
+
+    def __init__(self, members: dict[str, Member], now: dt.datetime, respect_hours: bool) -> None:
+        super().__init__()
+        self.members, self.now, self.respect_hours = members, now, respect_hours
+
+    def __missing__(self, mid: str) -> str | None:
+        m = self.members.get(mid)
+        value = availability(m, self.now, self.respect_hours) if m is not None else "unknown member"
+        self[mid] = value
+        return value
+
+    def get(self, mid: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[mid] if mid in self.members else default
+
+
 def _tie(team: str, member: str, clock: float, key: str) -> str:
     return hashlib.blake2b(f"{team}|{member}|{clock:.9f}|{key}".encode(), digest_size=8).hexdigest()
 
@@ -103,10 +120,17 @@ class Router:
         self.directory = directory
         self.respect_hours = respect_working_hours
         self.sticky_scope = sticky_scope
+        self._crit: dict[int, dict[str, Any]] = {}
+
+    def _criteria(self, rule: Rule) -> dict[str, Any]:
+        hit = self._crit.get(rule.index)
+        if hit is None:
+            hit = self._crit[rule.index] = _criteria(rule)
+        return dict(hit)
 
     # ------------------------------------------------------------------ batch
     def route(self, leads: Sequence[Lead], now: dt.datetime, snapshot: Snapshot, *, skip_owned: bool = True) -> list[Assignment]:
-        avail = {mid: availability(m, now, self.respect_hours) for mid, m in self.directory.members.items()}
+        avail = _Availability(self.directory.members, now, self.respect_hours)
         batch_new: dict[str, int] = {}
         out: list[Assignment] = []
         for i, lead in enumerate(leads):
@@ -132,7 +156,7 @@ class Router:
                avail: dict[str, str | None] | None = None, batch_new: dict[str, int] | None = None) -> tuple[str | None, dict[str, Any]]:
         """Pick a member of ``team`` for ``lead`` (used by intake routing and by the SLA sweep)."""
         if avail is None:
-            avail = {mid: availability(m, now, self.respect_hours) for mid, m in self.directory.members.items()}
+            avail = _Availability(self.directory.members, now, self.respect_hours)
         if batch_new is None:
             batch_new = {}
         return self._select(team, lead, index, strategy or team.strategy, snapshot, avail, batch_new, exclude)
@@ -142,7 +166,7 @@ class Router:
                    avail: dict[str, str | None], batch_new: dict[str, int]) -> Assignment:
         team = self.directory.teams.get(rule.target)
         expl: dict[str, Any] = {
-            "rule": {"name": rule.name, "position": rule.index + 1, "criteria": _criteria(rule)},
+            "rule": {"name": rule.name, "position": rule.index + 1, "criteria": self._criteria(rule)},
             "normalised": {"country": g.country, "regions": sorted(g.regions), "postal": g.postal,
                            "interests": sorted(g.interests)},
         }
@@ -184,7 +208,7 @@ class Router:
             if mid in exclude:
                 why = "excluded (SLA lapsed with this member)"
             else:
-                why = avail.get(mid)
+                why = avail[mid]
             if why is None:
                 why = self._capacity(m, snapshot, batch_new)
             if why is None and speakers and mid not in speakers:
@@ -224,7 +248,6 @@ class Router:
         if not ok:
             return None, expl
         clock = snapshot.clocks.get(team.name, 0.0)
-        key = lead.origin_key or (str(lead.id) if lead.id is not None else f"#{index}")
         scored = []
         for mid in ok:
             w = members[mid].weight if strategy == "weighted" else 1.0
@@ -237,8 +260,14 @@ class Router:
                 primary: tuple[float, ...] = (load / members[mid].weight, start, finish)
             else:
                 primary = (start, finish)
-            scored.append((primary, _tie(team.name, mid, clock, key), mid, start, finish, load))
-        scored.sort()
+            scored.append((primary, "", mid, start, finish, load))
+        top = min(s[0] for s in scored)
+        tied_rows = [s for s in scored if s[0] == top]
+        if len(tied_rows) > 1:  # hash only the tie: never list order, never the oldest member
+            key = lead.origin_key or (str(lead.id) if lead.id is not None else f"#{index}")
+            tied_rows = [(s[0], _tie(team.name, s[2], clock, key), *s[2:]) for s in tied_rows]
+        tied_rows.sort()
+        scored = tied_rows
         best = scored[0]
         mid = best[2]
         tied = [s[2] for s in scored[1:] if s[0] == best[0]]

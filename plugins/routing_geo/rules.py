@@ -374,14 +374,23 @@ class Ruleset:
         return None, g
 
     def misses(self, lead: Lead, g: LeadGeo, upto: Rule | None) -> list[dict[str, str]]:
-        """Why each earlier rule did not match (for ``corecrm explain``)."""
+        """Why each earlier rule that could apply to the lead's country did not match (for ``corecrm explain``).
+
+        Rules for other countries are summarised in one entry rather than listed.
+        """
         out = []
-        for rule in self.rules:
+        considered = 0
+        for rule in self._candidates(g.country):
             if upto is not None and rule.index >= upto.index:
                 break
+            considered += 1
             why = explain_miss(rule, lead, g)
             if why:
                 out.append({"rule": rule.name, "why": why})
+        before = upto.index if upto is not None else len(self.rules)
+        others = before - considered
+        if others > 0:
+            out.append({"rule": f"{others} other rule(s)", "why": f"for other countries than {g.country or 'unknown'}"})
         return out
 
 

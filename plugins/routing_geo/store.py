@@ -8,7 +8,10 @@
 
 The pull queue is the core ``leads`` table itself (``owner IS NULL``, ``team``
 set, ``status = 'open'``) with a partial index on exactly those rows, so a
-claim touches the queue, not the whole table.
+claim touches the queue, not the whole table. A second index on ``leads``
+(workspace, owner, status, assigned_at) covers the per-member counts a batch
+snapshot needs. Both are created with ``IF NOT EXISTS`` beside the plugin's
+tables; they only add to the core table.
 """
 
 from __future__ import annotations
@@ -70,7 +73,11 @@ _QUEUE_INDEX_DDL = (
     f"CREATE INDEX IF NOT EXISTS {QUEUE_INDEX} ON leads (workspace, team, id) "
     "WHERE owner IS NULL AND team IS NOT NULL AND status = 'open'"
 )
+#: Covers the per-member load and "assigned today" counts of a batch snapshot without touching table rows.
+LOAD_INDEX = "ix_leads_routing_load"
+_LOAD_INDEX_DDL = f"CREATE INDEX IF NOT EXISTS {LOAD_INDEX} ON leads (workspace, owner, status, assigned_at)"
 sa.event.listen(rotation, "after_create", sa.DDL(_QUEUE_INDEX_DDL))
+sa.event.listen(rotation, "after_create", sa.DDL(_LOAD_INDEX_DDL))
 
 _CHUNK = 500
 
@@ -84,6 +91,7 @@ def ensure_schema(bind: sa.Engine | Connection) -> None:
     metadata.create_all(bind, checkfirst=True)
     if sa.inspect(bind).has_table("leads"):
         bind.exec_driver_sql(_QUEUE_INDEX_DDL)
+        bind.exec_driver_sql(_LOAD_INDEX_DDL)
 
 
 def _chunks(items: Sequence[Any], n: int = _CHUNK) -> Iterable[Sequence[Any]]:
