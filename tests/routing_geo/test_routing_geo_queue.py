@@ -33,7 +33,7 @@ def url_of(engine):
 
 
 def test_concurrent_claims_from_several_processes_take_each_lead_exactly_once(engine):
-    n_leads, n_reps = 240, 4
+    n_leads, n_reps = 160, 4
     ids = insert_leads(engine, [{"team": "inside_sales", "country": "GB"} for _ in range(n_leads)])
     settings = queue_settings(n_reps)
     ctx = mp.get_context("spawn")

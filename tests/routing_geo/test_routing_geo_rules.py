@@ -170,3 +170,30 @@ def test_disabled_rules_are_skipped():
     s["rules"][1]["enabled"] = False
     [a] = route(s, lead(country="GB", interests=["shoes"]))
     assert a.rule is None
+
+
+def test_the_car_dealer_example_from_the_docs():
+    import datetime as dt
+    import tomllib
+
+    from routing_geo_helpers import DATA
+
+    s = tomllib.loads((DATA / "dealers.toml").read_text())["plugins"]["routing_geo"]
+    routing = compile_(s)
+    assert routing.warnings == []
+    # Tuesday 2026-11-24 17:30 UTC = 09:30 in Los Angeles, 10:30 in Phoenix
+    now = dt.datetime(2026, 11, 24, 17, 30, tzinfo=dt.timezone.utc)
+    out = make_router(routing).route([
+        lead(country="US", postal_code="90210", attributes={"vehicle": {"make": "Audi"}}),
+        lead(country="US", region="CA", attributes={"vehicle": {"make": "VW"}}, language="es"),
+        lead(country="US", region="US-AZ"),
+        lead(country="US", attributes={"vehicle": {"make": "Audi", "status": "used"}}),
+        lead(country="US", attributes={"vehicle": {"fleet": True}}),
+        lead(country="US", postal_code="10001", attributes={"vehicle": {"make": "Audi"}}),
+    ], now, Snapshot())
+    assert [(a.rule, a.team) for a in out] == [
+        ("la-audi", "la_audi"), ("la-vw", "la_vw"), ("arizona", "phoenix"), ("used", "used_cars"), ("fleet", "bdc"), (None, "bdc"),
+    ]
+    assert out[0].owner in {"sam", "lee"} and out[2].owner == "kim"
+    assert out[1].owner in {"ana", "sam"}
+    assert out[3].owner is None and out[2].explanation["sla_minutes"] == 20.0
