@@ -94,20 +94,47 @@ def country_code(value: str | None, extra_aliases: tuple[tuple[str, str], ...] =
 
 
 @functools.lru_cache(maxsize=1)
-def _subdivision_parents() -> dict[str, str | None]:
+def _subdivisions() -> tuple[tuple[str, str, str | None], ...]:
+    """``(code, name, parent code)`` for every ISO 3166-2 subdivision.
+
+    Read straight from pycountry's bundled JSON: building pycountry's 5,000
+    subdivision objects and indexes costs a few hundred milliseconds, which
+    every command that validates region rules would otherwise pay at start-up.
+    """
+    import json
+    import os
+
     import pycountry
 
-    return {s.code: s.parent_code for s in pycountry.subdivisions}
+    path = os.path.join(getattr(pycountry, "DATABASE_DIR", ""), "iso3166-2.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)["3166-2"]
+    except (OSError, KeyError, ValueError):  # a pycountry with another layout: use its API
+        return tuple((s.code, s.name, s.parent_code) for s in pycountry.subdivisions)
+    out = []
+    for item in raw:
+        code = item["code"]
+        parent = item.get("parent")
+        if parent and "-" not in parent:
+            parent = f"{code.split('-', 1)[0]}-{parent}"
+        out.append((code, item["name"], parent))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1)
+def _subdivision_parents() -> dict[str, str | None]:
+    return {code: parent for code, _name, parent in _subdivisions()}
 
 
 @functools.lru_cache(maxsize=512)
 def _subdivision_names(country: str) -> dict[str, str]:
-    import pycountry
-
     out: dict[str, str] = {}
-    for s in pycountry.subdivisions.get(country_code=country) or []:
-        out[_key(s.name)] = s.code
-        out[s.code.split("-", 1)[1].lower()] = s.code
+    prefix = f"{country}-"
+    for code, name, _parent in _subdivisions():
+        if code.startswith(prefix):
+            out[_key(name)] = code
+            out[code.split("-", 1)[1].lower()] = code
     return out
 
 
@@ -117,7 +144,7 @@ def is_subdivision(code: str) -> bool:
 
 @functools.lru_cache(maxsize=8192)
 def region_code(value: str | None, country: str | None = None) -> str | None:
-    """ISO 3166-2 code for ``GB-KHL``, ``KHL`` (with the country) or a name ("Bavaria" needs the country)."""
+    """ISO 3166-2 code for ``GB-KHL``, ``KHL`` (with the country) or a name ("Bayern" needs the country)."""
     if not value:
         return None
     text = str(value).strip()

@@ -197,3 +197,10 @@ def test_the_car_dealer_example_from_the_docs():
     assert out[0].owner in {"sam", "lee"} and out[2].owner == "kim"
     assert out[1].owner in {"ana", "sam"}
     assert out[3].owner is None and out[2].explanation["sla_minutes"] == 20.0
+
+
+def test_subdivision_hierarchy_read_from_the_bundled_json_matches_pycountry():
+    import pycountry
+
+    assert geo._subdivision_parents() == {s.code: s.parent_code for s in pycountry.subdivisions}
+    assert geo.region_code("Bayern", "DE") == "DE-BY" and geo.region_code("by", "DE") == "DE-BY"
