@@ -25,7 +25,12 @@ class OverlayGroup(click.Group):
     def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
         obj = ctx.find_object(CliState)
         if obj is None:
-            return {}
+            # click resolves a subcommand *before* running the group callback
+            # that sets ctx.obj, so build the state from the root's parsed options.
+            root = ctx.find_root()
+            if root.command is not main or not root.params:
+                return {}
+            obj = _root_state(root)
         try:
             table = plugin_command_table(obj)
         except CrmError as exc:
@@ -71,6 +76,17 @@ def plugin_command_table(obj: CliState) -> dict[str | None, dict[str, click.Comm
     return table
 
 
+def _root_state(root: click.Context) -> CliState:
+    """The invocation's :class:`CliState`, made once from the root options."""
+    if isinstance(root.obj, CliState):
+        return root.obj
+    p = root.params
+    obj = CliState(p.get("config"), p.get("workspace"), p.get("database"))
+    root.obj = obj
+    root.call_on_close(obj.close)
+    return obj
+
+
 class RootGroup(OverlayGroup):
     """The ``corecrm`` group: any :class:`CrmError` a command lets escape becomes a one-line error."""
 
@@ -89,9 +105,8 @@ class RootGroup(OverlayGroup):
 @click.pass_context
 def main(ctx: click.Context, config: str | None, workspace: str | None, database: str | None) -> None:
     """corecrm: a small CRM core whose behaviour lives in plugins."""
-    obj = CliState(config, workspace, database)
+    obj = ctx.obj if isinstance(ctx.obj, CliState) else _root_state(ctx)
     ctx.obj = obj
-    ctx.call_on_close(obj.close)
 
 
 # --------------------------------------------------------------------------- init / demo
