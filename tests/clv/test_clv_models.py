@@ -17,6 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from clv_testdata import cdnow_transactions  # noqa: F401  (fixtures)
+
 from corecrm_plugins.clv import models, summary, value
 from corecrm_plugins.clv.errors import ClvError, ConvergenceError
 
@@ -37,7 +39,7 @@ def _half_up(v: float) -> Decimal:
 
 
 def test_summary_matches_shipped_file_exactly(cal):
-    from conftest import read_summary_with_transactions
+    from clv_testdata import read_summary_with_transactions
 
     s, _ = cal
     shipped = read_summary_with_transactions()

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 
 from corecrm.storage import db, schema
 
+from clv_testdata import cdnow_csv, cdnow_transactions  # noqa: F401  (fixtures)
+
 from corecrm_plugins.clv import importer, service, store
 from corecrm_plugins.clv.errors import ClvError
 

@@ -1,4 +1,8 @@
-"""Fixtures for the clv plugin's tests: the CDNOW sample (see tests/data/clv/SOURCE.md)."""
+"""Test data and fixtures for the clv plugin's tests: the CDNOW sample (see tests/data/clv/SOURCE.md).
+
+Not a conftest.py: a second conftest module would shadow the core's
+``from conftest import ...``. Test modules import the fixtures they use.
+"""
 
 from __future__ import annotations
 
