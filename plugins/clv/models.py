@@ -1,7 +1,7 @@
 """Buy-till-you-die models fitted by maximum likelihood: BG/NBD, Pareto/NBD, Gamma-Gamma.
 
 Each model has a log-likelihood *and its analytic gradient* per summary row,
-so the fit runs L-BFGS-B on log-parameters (positivity for free, bounded so a
+so the fit runs a bounded truncated-Newton optimiser (scipy's TNC) on log-parameters (positivity for free, bounded so a
 runaway parameter is reported instead of returned). Rows are weighted: a
 million customers collapse to a few thousand distinct ``(x, t_x, T)`` rows
 (:func:`collapse`), and each distinct row is evaluated once.
@@ -47,6 +47,8 @@ PARAM_NAMES: dict[str, tuple[str, ...]] = {
 _LOG_BOUND = math.log(1e6)
 #: Gauss-Legendre nodes for the Pareto/NBD integral.
 _GL_NODES = 64
+#: Largest gradient (of the mean log-likelihood wrt log-parameters) accepted at the optimum.
+_GRAD_TOL = 1e-5
 
 
 @attrs.define(slots=True)
@@ -85,11 +87,37 @@ def collapse(*columns: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.ndarray, 
     """Distinct rows of the given columns, their counts, and the inverse index.
 
     ``rows[i][inverse]`` gives back the original column ``i``: predictions are
-    computed per distinct row and spread back to customers.
+    computed per distinct row and spread back to customers. Each column is
+    factorised on its own (one 1-D sort each) and the codes are combined into
+    one integer key, which is ~30x faster than ``np.unique(axis=0)`` on a
+    million rows.
     """
-    stacked = np.column_stack([np.asarray(c, dtype=float) for c in columns])
-    uniq, inverse, counts = np.unique(stacked, axis=0, return_inverse=True, return_counts=True)
-    return tuple(uniq[:, i] for i in range(uniq.shape[1])), counts.astype(float), inverse.reshape(-1)
+    cols = [np.asarray(c, dtype=float) for c in columns]
+    key = np.zeros(cols[0].shape, dtype=np.int64)
+    span = 1
+    for c in cols:
+        top = float(c.max()) if c.size else 0.0
+        if c.size and top < 1e6 and float(c.min()) >= 0 and np.array_equal(c, np.floor(c)):
+            size, code = int(top) + 1, c.astype(np.int64)  # small whole numbers (frequency): no sort
+        else:
+            u, code = np.unique(c, return_inverse=True)
+            size, code = int(u.size), code.reshape(-1)
+        key = key * np.int64(size) + code
+        span *= size
+    if span <= 50_000_000:
+        # counting instead of a third sort: O(n + span)
+        counts_all = np.bincount(key, minlength=span)
+        present = np.flatnonzero(counts_all)
+        lookup = np.zeros(span, dtype=np.int64)
+        lookup[present] = np.arange(present.size)
+        inverse = lookup[key]
+        counts = counts_all[present]
+        first = np.zeros(present.size, dtype=np.int64)
+        first[inverse[::-1]] = np.arange(key.size - 1, -1, -1)  # first occurrence of each distinct row
+    else:
+        _ukey, first, inverse, counts = np.unique(key, return_index=True, return_inverse=True, return_counts=True)
+    rows = tuple(c[first] for c in cols)
+    return rows, counts.astype(float), inverse.reshape(-1)
 
 
 def check_rfm_arrays(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -120,16 +148,46 @@ def check_rfm_arrays(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> tuple[np.
 # --------------------------------------------------------------------------- BG/NBD
 
 
-def bgnbd_loglik(theta: Sequence[float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray, grad: bool = False):
-    """Per-row BG/NBD log-likelihood (FHL 2005 eq. 6) and, if asked, its gradient wrt (r, α, a, b)."""
+class _Levels:
+    """A column as its distinct values and an index: functions of it are computed once per value."""
+
+    __slots__ = ("values", "index")
+
+    def __init__(self, column: np.ndarray) -> None:
+        self.values, index = np.unique(np.asarray(column, dtype=float), return_inverse=True)
+        self.index = index.reshape(-1)
+
+    def apply(self, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        return fn(self.values)[self.index]
+
+
+def _levels(cache: dict[str, Any] | None, name: str, column: np.ndarray) -> _Levels:
+    if cache is None:
+        return _Levels(column)
+    lv = cache.get(name)
+    if lv is None:
+        lv = cache[name] = _Levels(column)
+    return lv
+
+
+def bgnbd_loglik(theta: Sequence[float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray, grad: bool = False, cache: dict[str, Any] | None = None):
+    """Per-row BG/NBD log-likelihood (FHL 2005 eq. 6) and, if asked, its gradient wrt (r, α, a, b).
+
+    Special functions are evaluated once per distinct x, logs once per distinct
+    T and t_x (``cache`` keeps that factorisation across the optimiser's calls).
+    """
     r, alpha, a, b = theta
+    X, TX, TT = _levels(cache, "x", x), _levels(cache, "t_x", t_x), _levels(cache, "T", T)
     rx = r + x
-    A1 = special.gammaln(rx) - special.gammaln(r) + r * math.log(alpha)
-    A2 = special.gammaln(a + b) + special.gammaln(b + x) - special.gammaln(b) - special.gammaln(a + b + x)
-    A3 = -rx * np.log(alpha + T)
+    A1 = X.apply(lambda v: special.gammaln(r + v)) - special.gammaln(r) + r * math.log(alpha)
+    A2 = X.apply(lambda v: special.gammaln(a + b) + special.gammaln(b + v) - special.gammaln(b) - special.gammaln(a + b + v))
+    log_aT = TT.apply(lambda v: np.log(alpha + v))
+    log_atx = TX.apply(lambda v: np.log(alpha + v))
+    A3 = -rx * log_aT
     repeat = x > 0
-    bx1 = b + np.maximum(x, 1.0) - 1.0  # masked for x = 0 (lifetimes' max(x, 1) trick)
-    A4 = np.where(repeat, math.log(a) - np.log(bx1) - rx * np.log(alpha + t_x), -np.inf)
+    # masked for x = 0 (lifetimes' max(x, 1) trick): b + x - 1 may be <= 0 there
+    log_bx1 = X.apply(lambda v: np.log(b + np.maximum(v, 1.0) - 1.0))
+    A4 = np.where(repeat, math.log(a) - log_bx1 - rx * log_atx, -np.inf)
     mix = np.logaddexp(A3, A4)
     ll = A1 + A2 + mix
     if not grad:
@@ -137,11 +195,11 @@ def bgnbd_loglik(theta: Sequence[float], x: np.ndarray, t_x: np.ndarray, T: np.n
     pi = np.exp(A4 - mix)  # weight of the "dropped out after the last purchase" term
     p3 = 1.0 - pi
     g = np.empty((4, x.size))
-    g[0] = special.digamma(rx) - special.digamma(r) + math.log(alpha) - p3 * np.log(alpha + T) - pi * np.log(alpha + t_x)
-    g[1] = r / alpha - p3 * rx / (alpha + T) - pi * rx / (alpha + t_x)
-    dg_ab = special.digamma(a + b) - special.digamma(a + b + x)
+    g[0] = X.apply(lambda v: special.digamma(r + v)) - special.digamma(r) + math.log(alpha) - p3 * log_aT - pi * log_atx
+    g[1] = r / alpha - p3 * rx * TT.apply(lambda v: 1.0 / (alpha + v)) - pi * rx * TX.apply(lambda v: 1.0 / (alpha + v))
+    dg_ab = X.apply(lambda v: special.digamma(a + b) - special.digamma(a + b + v))
     g[2] = dg_ab + pi / a
-    g[3] = dg_ab + special.digamma(b + x) - special.digamma(b) - pi / bx1
+    g[3] = dg_ab + X.apply(lambda v: special.digamma(b + v) - special.digamma(b)) - pi * X.apply(lambda v: 1.0 / (b + np.maximum(v, 1.0) - 1.0))
     return ll, g
 
 
@@ -207,7 +265,7 @@ def _pareto_integral_terms(r, alpha, s, beta, x, t_x, T):
     return terms, tau, la, lb
 
 
-def pareto_loglik(theta: Sequence[float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray, grad: bool = False):
+def pareto_loglik(theta: Sequence[float], x: np.ndarray, t_x: np.ndarray, T: np.ndarray, grad: bool = False, cache: dict[str, Any] | None = None):
     """Per-row Pareto/NBD log-likelihood and, if asked, its gradient wrt (r, α, s, β)."""
     r, alpha, s, beta = theta
     rx = r + x
@@ -260,25 +318,31 @@ def pareto_expected_purchases(params: Sequence[float], x, t_x, T, t: float) -> n
 # --------------------------------------------------------------------------- Gamma-Gamma
 
 
-def gg_loglik(theta: Sequence[float], x: np.ndarray, m: np.ndarray, grad: bool = False):
+def gg_loglik(theta: Sequence[float], x: np.ndarray, m: np.ndarray, grad: bool = False, cache: dict[str, Any] | None = None):
     """Per-row Gamma-Gamma log-likelihood of the mean spend m_x over x repeat purchases."""
     p, q, gamma = theta
+    X = _levels(cache, "x", x)
+    if cache is not None and "log_m" in cache:
+        log_m, log_x = cache["log_m"], cache["log_x"]
+    else:
+        log_m, log_x = np.log(m), np.log(x)
+        if cache is not None:
+            cache["log_m"], cache["log_x"] = log_m, log_x
     px = p * x
     lgm = np.log(gamma + m * x)
     ll = (
-        special.gammaln(px + q)
-        - special.gammaln(px)
+        X.apply(lambda v: special.gammaln(p * v + q) - special.gammaln(p * v))
         - special.gammaln(q)
         + q * math.log(gamma)
-        + (px - 1.0) * np.log(m)
-        + px * np.log(x)
+        + (px - 1.0) * log_m
+        + px * log_x
         - (px + q) * lgm
     )
     if not grad:
         return ll
-    dpq = special.digamma(px + q)
+    dpq = X.apply(lambda v: special.digamma(p * v + q))
     g = np.empty((3, x.size))
-    g[0] = x * (dpq - special.digamma(px) + np.log(m) + np.log(x) - lgm)
+    g[0] = x * (dpq - X.apply(lambda v: special.digamma(p * v)) + log_m + log_x - lgm)
     g[1] = dpq - special.digamma(q) + math.log(gamma) - lgm
     g[2] = q / gamma - (px + q) / (gamma + m * x)
     return ll, g
@@ -304,17 +368,19 @@ def _maximise(
     weights: np.ndarray,
     starts: list[Sequence[float]],
 ) -> tuple[np.ndarray, float, int]:
-    """Maximise Σ w·ℓ over log-parameters with L-BFGS-B from each start; return the best."""
+    """Maximise Σ w·ℓ over log-parameters with a bounded Newton method (TNC) from each start; return the best."""
     n = float(weights.sum())
+    cache: dict[str, Any] = {}
 
     def objective(log_theta: np.ndarray) -> tuple[float, np.ndarray]:
         theta = np.exp(log_theta)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            ll, g = loglik(theta, *data, grad=True)
-        total = float(weights @ ll)
+            ll, g = loglik(theta, *data, grad=True, cache=cache)
+        # plain reductions, not `@`: BLAS threads on a (k x n) product cost more than they save here
+        total = float(np.sum(weights * ll))
         if not math.isfinite(total):
             return 1e300, np.zeros_like(log_theta)
-        grad = (g @ weights) * theta  # chain rule to log-parameters
+        grad = np.sum(g * weights, axis=1) * theta  # chain rule to log-parameters
         return -total / n, -grad / n
 
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(starts[0])
@@ -325,29 +391,37 @@ def _maximise(
             objective,
             np.log(np.asarray(x0, dtype=float)),
             jac=True,
-            method="L-BFGS-B",
+            # TNC, not L-BFGS-B: same optimum, but scipy's L-BFGS-B calls BLAS on
+            # 4x4 matrices, and a threaded BLAS on a busy machine made each of its
+            # iterations cost milliseconds (20x the likelihood itself).
+            method="TNC",
             bounds=bounds,
-            options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-9},
+            options={"maxfun": 3000, "ftol": 1e-15, "gtol": 1e-10, "xtol": 1e-12},
         )
         last_message = str(res.message)
         if not np.all(np.isfinite(res.x)) or res.fun >= 1e299:
             continue
         if best is None or res.fun < best.fun:
             best = res
+        if _converged(res):
+            break  # further starts only when this one failed
     if best is None:
         raise ConvergenceError(f"{name}: the likelihood could not be evaluated from any start point ({last_message})")
     grad_norm = float(np.max(np.abs(best.jac)))
-    at_bound = np.any(np.abs(best.x) >= _LOG_BOUND - 1e-6)
-    if at_bound:
+    if np.any(np.abs(best.x) >= _LOG_BOUND - 1e-6):
         names = ", ".join(PARAM_NAMES[name])
         raise ConvergenceError(
             f"{name}: the fit did not converge: a parameter ({names} = "
             f"{', '.join(f'{v:.3g}' for v in np.exp(best.x))}) ran to its bound; the data do not identify this model"
         )
-    if grad_norm > 1e-4:
+    if grad_norm > _GRAD_TOL:
         raise ConvergenceError(f"{name}: the fit did not converge (largest gradient {grad_norm:.2g}: {best.message})")
     theta = np.exp(best.x)
     return theta, -best.fun * n, int(best.nit)
+
+
+def _converged(res: Any) -> bool:
+    return bool(np.all(np.abs(res.x) < _LOG_BOUND - 1e-6) and np.max(np.abs(res.jac)) <= _GRAD_TOL)
 
 
 def fit_bgnbd(frequency, recency, T, *, unit: str = "week") -> FitResult:

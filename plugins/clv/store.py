@@ -149,23 +149,25 @@ def fetch_aggregates(conn: Connection, workspace: str, until: dt.date, *, margin
 
     from corecrm_plugins.clv.summary import Aggregates
 
-    first_day = _day_expr(conn, "f.first_at")
+    # One pass: purchase days per customer (with each customer's first day as a
+    # window over the grouped rows), then one row per customer. The first day's
+    # amount is summed conditionally, so there is no self-join.
     sql = f"""
         WITH d AS (
             SELECT customer_id, at, SUM(amount) AS amt,
-                   SUM(CASE WHEN cost IS NULL THEN amount * :margin ELSE amount - cost END) AS marg
+                   SUM(CASE WHEN cost IS NULL THEN amount * :margin ELSE amount - cost END) AS marg,
+                   MIN(at) OVER (PARTITION BY customer_id) AS first_at
             FROM transactions
             WHERE workspace = :ws AND at <= :until
             GROUP BY customer_id, at
         ), f AS (
-            SELECT customer_id, MIN(at) AS first_at, MAX(at) AS last_at, COUNT(*) AS n,
-                   SUM(amt) AS total, SUM(marg) AS margin
-            FROM d GROUP BY customer_id
+            SELECT customer_id, first_at, MAX(at) AS last_at, COUNT(*) AS n, SUM(amt) AS total,
+                   SUM(CASE WHEN at = first_at THEN amt ELSE 0 END) AS first_amt, SUM(marg) AS margin
+            FROM d GROUP BY customer_id, first_at
         )
-        SELECT f.customer_id, c.external_id, {first_day} AS first_day, {_day_expr(conn, 'f.last_at')} AS last_day,
-               f.n, f.total, d.amt, f.margin
+        SELECT f.customer_id, c.external_id, {_day_expr(conn, 'f.first_at')} AS first_day,
+               {_day_expr(conn, 'f.last_at')} AS last_day, f.n, f.total, f.first_amt, f.margin
         FROM f
-        JOIN d ON d.customer_id = f.customer_id AND d.at = f.first_at
         LEFT JOIN customers c ON c.id = f.customer_id AND c.workspace = :ws
         ORDER BY f.customer_id
     """

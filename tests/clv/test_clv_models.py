@@ -128,7 +128,7 @@ def test_weighted_fit_on_collapsed_rows_equals_fit_on_repeated_rows(cal):
     rep = np.tile(np.arange(len(s)), 3)
     once = models.fit_bgnbd(s.frequency, s.recency, s.T)
     thrice = models.fit_bgnbd(s.frequency[rep], s.recency[rep], s.T[rep])
-    assert thrice.as_tuple() == pytest.approx(once.as_tuple(), rel=1e-6)
+    assert thrice.as_tuple() == pytest.approx(once.as_tuple(), rel=1e-5)  # the optimiser's tolerance
     assert thrice.log_likelihood == pytest.approx(3 * once.log_likelihood)
     assert thrice.n_rows == once.n_rows
 
