@@ -101,6 +101,14 @@ def crm_customer_values(customer_ids: Sequence[int], ctx: Any, settings: Mapping
     store.ensure_tables(ctx.crm.engine)
     with ctx.crm.engine.connect() as conn:
         rows = store.values_for(conn, ctx.workspace, customer_ids)
+        have = {int(r["customer_id"]) for r in rows if r.get("clv") is not None or r.get("historic_clv") is not None}
+        rest = [int(c) for c in customer_ids if int(c) not in have]
+        # no stored prediction: historic CLV (margin to date) straight from the transactions
+        historic = store.historic_for(conn, ctx.workspace, rest, margin=float(settings.get("margin", 1.0))) if rest else {}
+    for r in rows:
+        if r.get("clv") is None and r.get("historic_clv") is None and int(r["customer_id"]) in historic:
+            r["historic_clv"] = historic.pop(int(r["customer_id"]))
+    rows.extend({"customer_id": c, "clv": None, "historic_clv": h} for c, h in historic.items())
     out = []
     for r in rows:
         detail = {k: v for k, v in r.items() if k not in ("customer_id", "clv") and v is not None}

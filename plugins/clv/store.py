@@ -275,6 +275,18 @@ def values_for(conn: Connection, workspace: str, customer_ids: Sequence[int]) ->
     return out
 
 
+def historic_for(conn: Connection, workspace: str, customer_ids: Sequence[int], *, margin: float = 1.0) -> dict[int, float]:
+    """Historic CLV (margin to date, never negative) for some customers, from ``transactions``."""
+    t = schema.transactions
+    marg = sa.func.sum(sa.case((t.c.cost.is_(None), t.c.amount * margin), else_=t.c.amount - t.c.cost))
+    out: dict[int, float] = {}
+    ids = [int(c) for c in customer_ids]
+    for i in range(0, len(ids), 500):
+        q = sa.select(t.c.customer_id, marg).where(t.c.workspace == workspace, t.c.customer_id.in_(ids[i : i + 500])).group_by(t.c.customer_id)
+        out.update({int(c): max(float(v or 0.0), 0.0) for c, v in conn.execute(q)})
+    return out
+
+
 def ts(value: dt.datetime, conn: Connection) -> Any:
     return db.ts(value, conn)
 

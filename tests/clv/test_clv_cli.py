@@ -129,3 +129,20 @@ def test_bad_segment_config_names_the_key(tmp_path):
     res = CliRunner().invoke(main, ["--config", str(cfg), "clv", "rfm"])
     assert res.exit_code == 1
     assert "plugins.clv.segments[0].r: expected a score 1..5 or a range [low, high] within 1..5, got [4, 9]" in res.output
+
+
+def test_customer_values_before_any_prediction_are_historic(tmp_path):
+    f = tmp_path / "tx.csv"
+    f.write_text("customer_id,date,amount,cost\nA,2025-01-02,100,60\nA,2025-02-02,50,\nB,2025-01-05,20,5\n")
+    cfg = tmp_path / "corecrm.toml"
+    cfg.write_text('[crm]\ndatabase = "sqlite:///crm.db"\n\n[plugins.clv]\nmargin = 0.3\n')
+    res = CliRunner().invoke(main, ["--config", str(cfg), "transactions", "import", str(f)])
+    assert res.exit_code == 0, res.output
+    crm = Crm(Config.load(cfg))
+    try:
+        values = {v.customer_id: v for v in crm.customer_values([1, 2, 99])}
+    finally:
+        crm.close()
+    assert set(values) == {1, 2}
+    assert values[1].kind == "historic_clv" and values[1].value == pytest.approx(40 + 15)  # (100-60) + 50 x 0.3
+    assert values[2].value == pytest.approx(15)
