@@ -44,7 +44,7 @@ def fit_cmd(crm: Any, model: str, until: str | None, unit: str | None, holdout_e
         return
     click.echo(f"{out['model']} (version {out['version']}) fitted on {out['n_customers']} customers "
                f"({out['n_rows']} distinct rows) up to {out['until']}, time in {out['unit']}s")
-    echo_table(["parameter", "value"], [[k, round(v, 6)] for k, v in out["params"].items()])
+    echo_table(["parameter", "value"], [[k, f"{v:.6f}"] for k, v in out["params"].items()])
     click.echo(f"log-likelihood: {out['log_likelihood']:.4f}")
     for w in out["warnings"]:
         click.echo(f"warning: {w}")
