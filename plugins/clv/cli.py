@@ -57,7 +57,7 @@ def fit_cmd(crm: Any, model: str, until: str | None, unit: str | None, holdout_e
 
 @click.command("predict")
 @click.option("--horizon", type=float, default=None, help="Horizon in the model's time unit (default: [plugins.clv] horizon).")
-@click.option("--model", type=click.Choice(["bgnbd", "pareto"]), default=None, help="Purchase model (default: the latest fitted).")
+@click.option("--model", type=click.Choice(["bgnbd", "pareto"]), default=None, help="Purchase model (default: [plugins.clv] model, bgnbd).")
 @click.option("--until", help="Summarise purchases up to this date (default: the model's calibration end).")
 @click.option("--discount-rate", type=float, default=None, help="Monthly discount rate (default: [plugins.clv] discount_rate).")
 @click.option("--margin", type=float, default=None, help="Share of revenue that is margin (default: [plugins.clv] margin).")
@@ -72,7 +72,7 @@ def predict_cmd(crm: Any, horizon: float | None, model: str | None, until: str |
     settings = crm.settings(PLUGIN)
     out = service.predict(
         crm.engine, crm.workspace, now=crm.now(), horizon=float(horizon if horizon is not None else settings["horizon"]),
-        model=model, until=_date(until, "--until"), settings=settings, discount_rate=discount_rate, margin=margin,
+        model=model or settings["model"], until=_date(until, "--until"), settings=settings, discount_rate=discount_rate, margin=margin,
     )
     if as_json:
         echo_json(out)
