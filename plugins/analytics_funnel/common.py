@@ -142,6 +142,32 @@ def month_of_ts(conn: Connection, column: str) -> str:
     return f"substr({column}, 1, 7)"
 
 
+def floor_sql(conn: Connection, expr: str) -> str:
+    """SQL ``floor`` of a non-negative number (SQLite's CAST truncates; PostgreSQL's rounds)."""
+    if is_pg(conn):
+        return f"FLOOR({expr})"
+    return f"CAST({expr} AS INTEGER)"
+
+
+def percentile_filter(conn: Connection, rn: str, n: str, ps: Sequence[float]) -> str:
+    """A WHERE clause keeping only the ranked rows :func:`percentile` needs for each ``p``."""
+    conds = []
+    for p in ps:
+        lo = floor_sql(conn, f"(({n}) - 1) * {float(p)!r}")
+        conds.append(f"{rn} = {lo} OR {rn} = {lo} + 1")
+    return " OR ".join(f"({x})" for x in conds) or "1 = 0"
+
+
+def interpolate(ranked: Mapping[int, float], n: int, p: float) -> float | None:
+    """:func:`percentile` from the rows :func:`percentile_filter` kept (``{rank: value}``)."""
+    if n <= 0:
+        return None
+    h = (n - 1) * p
+    lo = math.floor(h)
+    hi = min(lo + 1, n - 1)
+    return ranked[lo] + (h - lo) * (ranked[hi] - ranked[lo])
+
+
 def json_text(conn: Connection, column: str, key: str) -> str:
     """SQL for the text value of ``column ->> key`` (events.detail is JSON)."""
     if is_pg(conn):
