@@ -42,18 +42,29 @@ def param(params: Mapping[str, Any] | None, *names: str, default: Any = None) ->
     return default
 
 
-def parse_when(value: Any, name: str) -> dt.datetime | None:
-    """A ``--from``/``--to`` value as an aware UTC datetime (dates mean midnight UTC)."""
+def parse_when(value: Any, name: str, *, end: bool = False) -> dt.datetime | None:
+    """A ``--from``/``--to`` value as an aware UTC datetime.
+
+    A date (``2026-03-01``) or a month (``2026-03``) means the whole day or
+    month: as ``--from`` its first instant, as ``--to`` (``end=True``) the
+    instant after it, so ``--to`` is inclusive like the core's option says.
+    A full timestamp is taken as it is (and is exclusive as an end).
+    """
     if value is None or value == "":
         return None
     if isinstance(value, dt.datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
+        start = dt.datetime(value.year, value.month, value.day, tzinfo=UTC)
+        return start + dt.timedelta(days=1) if end else start
     text = str(value).strip()
     try:
-        if len(text) == 7 and text[4] == "-":  # 2026-03 = the first of the month
-            return dt.datetime(int(text[:4]), int(text[5:]), 1, tzinfo=UTC)
+        if len(text) == 7 and text[4] == "-":  # 2026-03: the whole month
+            first = dt.date(int(text[:4]), int(text[5:]), 1)
+            day = add_months(first, 1) if end else first
+            return dt.datetime(day.year, day.month, day.day, tzinfo=UTC)
+        if len(text) == 10:
+            return parse_when(dt.date.fromisoformat(text), name, end=end)
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise ReportError(f"--{name}: expected a date like 2026-03-01 (or 2026-03), got {text!r}") from None
@@ -61,11 +72,11 @@ def parse_when(value: Any, name: str) -> dt.datetime | None:
 
 
 def report_period(params: Mapping[str, Any] | None) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """``[from, to)``; either end may be open (None). ``to`` before ``from`` is an error."""
-    start = parse_when(param(params, "from", "since"), "from")
-    end = parse_when(param(params, "to", "until"), "to")
+    """``[from, to)`` from ``--from``/``--to`` (the core passes ``date_from``/``date_to``); either end may be open."""
+    start = parse_when(param(params, "date_from", "from", "since"), "from")
+    end = parse_when(param(params, "date_to", "to", "until"), "to", end=True)
     if start is not None and end is not None and end <= start:
-        raise ReportError(f"--to ({end.date()}) must be after --from ({start.date()})")
+        raise ReportError(f"--to ({(end - dt.timedelta(microseconds=1)).date()}) is before --from ({start.date()})")
     return start, end
 
 

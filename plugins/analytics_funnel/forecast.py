@@ -84,7 +84,7 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
         SELECT {month_exp} AS m, d.pipeline, d.stage, {grp} AS grp, COUNT(*) AS n, SUM(d.amount) AS amount, COUNT(d.amount) AS with_amount
         FROM deals d {lead_join}
         WHERE d.workspace IN ({ws_in}) AND d.status = 'open'
-        GROUP BY {month_exp}, d.pipeline, d.stage, {grp}
+        GROUP BY 1, 2, 3, 4
         """
         for m, pipeline, stage, g, n, amount, with_amount in conn.execute(sa.text(open_sql), binds):
             n, with_amount = int(n), int(with_amount)
@@ -115,7 +115,7 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
         SELECT {month_closed} AS m, {grp} AS grp, COUNT(d.amount), SUM(d.amount)
         FROM deals d {lead_join}
         WHERE d.workspace IN ({ws_in}) AND d.status = 'won' AND d.closed_at >= :ts_start AND d.closed_at < :ts_end
-        GROUP BY {month_closed}, {grp}
+        GROUP BY 1, 2
         """
         for m, g, n, amount in conn.execute(sa.text(won_sql), binds):
             won_cells[(m, g)] = {"deals": int(n), "amount": float(amount or 0.0)}

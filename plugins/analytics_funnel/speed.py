@@ -62,7 +62,7 @@ def delays(conn: sa.Connection, workspaces: Sequence[str], by: str | None, start
         sizes[(g, metric)] = int(n)
     count_sql = f"""
     SELECT {grp} AS grp, COUNT(*), COUNT(l.assigned_at), COUNT(l.first_contact_at) FROM leads l
-    WHERE {' AND '.join(where)} GROUP BY {grp}
+    WHERE {' AND '.join(where)} GROUP BY 1
     """
     counts = {g: (int(a), int(b), int(d)) for g, a, b, d in conn.execute(sa.text(count_sql), binds)}
     if by and counts:

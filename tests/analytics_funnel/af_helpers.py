@@ -7,15 +7,13 @@ so each test states exactly the history its expected numbers come from.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
-import os
 from typing import Any
 
 import sqlalchemy as sa
 
 from corecrm.config import Config
-from corecrm.plugins import PluginManager
+from corecrm.app import Crm
 from corecrm.storage import schema
 
 UTC = dt.timezone.utc
@@ -26,21 +24,19 @@ def day(n: float) -> dt.datetime:
     return T0 + dt.timedelta(days=n)
 
 
-class ReportCrm:
-    """What a report needs from ``Crm``: engine, config, plugins and a clock."""
+class ReportCrm(Crm):
+    """A real :class:`Crm` with only this plugin enabled, plus row builders for hand-built histories."""
 
-    def __init__(self, engine: sa.Engine, config: Config | None = None, now: dt.datetime | None = None) -> None:
-        from corecrm_plugins import analytics_funnel
-
-        self.engine = engine
-        self.config = config or Config.from_dict({})
-        self.plugins = PluginManager(self.config)
-        self.plugins.register(analytics_funnel, "analytics_funnel", bundled=True)
-        self._now = now or day(400)
-        self._ids = itertools.count(1)
-
-    def now(self) -> dt.datetime:
-        return self._now
+    @classmethod
+    def build(cls, url: str, config: dict | None = None, now: dt.datetime | None = None) -> "ReportCrm":
+        data = {"plugins": {"enabled": ["analytics_funnel"]}}
+        data.update(config or {})
+        cfg = Config.from_dict(data)
+        when = now or day(400)
+        crm = cls(cfg, database=url, clock=lambda: when, load_plugins=False)
+        crm.plugins.load()
+        crm.ensure_schema()
+        return crm
 
     # ------------------------------------------------------------- row builders
     def _insert(self, table: sa.Table, **values: Any) -> int:
@@ -78,33 +74,6 @@ class ReportCrm:
         self._insert(schema.transactions, workspace=ws, customer_id=customer_id, at=at, amount=amount, cost=cost)
 
 
-def make_engine(url: str) -> sa.Engine:
-    from corecrm.storage.db import make_engine as core_engine
-    from corecrm_plugins.analytics_funnel.tables import metadata as plugin_md
-
-    engine = core_engine(url)
-    schema.metadata.create_all(engine)
-    plugin_md.create_all(engine, checkfirst=True)
-    return engine
-
-
-def pg_url() -> str | None:
-    return os.environ.get("CORECRM_TEST_PG_URL")
-
-
-def reset_pg(url: str) -> sa.Engine:
-    """A clean schema on the test server (drops the core and plugin tables first)."""
-    from corecrm.storage.db import make_engine as core_engine
-    from corecrm_plugins.analytics_funnel.tables import metadata as plugin_md
-
-    engine = core_engine(url)
-    plugin_md.drop_all(engine, checkfirst=True)
-    schema.metadata.drop_all(engine, checkfirst=True)
-    schema.metadata.create_all(engine)
-    plugin_md.create_all(engine, checkfirst=True)
-    return engine
-
-
 def svg_root(path: Any):
     import xml.etree.ElementTree as ET
 
@@ -112,4 +81,4 @@ def svg_root(path: Any):
 
 
 NS = {"s": "http://www.w3.org/2000/svg"}
-__all__ = ["NS", "ReportCrm", "T0", "day", "json", "make_engine", "pg_url", "reset_pg", "svg_root"]
+__all__ = ["NS", "ReportCrm", "T0", "day", "json", "svg_root"]

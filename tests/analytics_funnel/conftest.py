@@ -1,35 +1,36 @@
-"""Fixtures for the analytics_funnel tests: a fresh database per test.
+"""Fixtures for the analytics_funnel tests: a fresh CRM per test.
 
-``crm`` runs on SQLite; ``any_crm`` runs on SQLite and, when
-``CORECRM_TEST_PG_URL`` is set, also on that PostgreSQL server.
+``crm`` runs on SQLite and on PostgreSQL (the root conftest's ``db_url``:
+skipped locally without ``CORECRM_TEST_PG_URL``, a failure in CI).
 """
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from af_helpers import ReportCrm, make_engine, pg_url, reset_pg
+from af_helpers import ReportCrm
 
 
 @pytest.fixture
-def crm(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'crm.db'}")
-    yield ReportCrm(engine)
-    engine.dispose()
+def make_report_crm(tmp_path):
+    made = []
+
+    def factory(url=None, config=None, now=None):
+        crm = ReportCrm.build(url or f"sqlite:///{tmp_path / 'crm.db'}", config, now)
+        made.append(crm)
+        return crm
+
+    yield factory
+    for crm in made:
+        crm.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def any_crm(request, tmp_path):
-    if request.param == "sqlite":
-        engine = make_engine(f"sqlite:///{tmp_path / 'crm.db'}")
-    else:
-        url = pg_url()
-        if not url:
-            if os.environ.get("CORECRM_REQUIRE_SERVERS"):
-                pytest.fail("CORECRM_REQUIRE_SERVERS is set but CORECRM_TEST_PG_URL is not")
-            pytest.skip("CORECRM_TEST_PG_URL is not set")
-        engine = reset_pg(url)
-    yield ReportCrm(engine)
-    engine.dispose()
+@pytest.fixture
+def crm(make_report_crm, db_url):
+    """A CRM on SQLite, then on PostgreSQL: every report is SQL, so every test runs on both."""
+    return make_report_crm(db_url)
+
+
+@pytest.fixture
+def sqlite_crm(make_report_crm):
+    return make_report_crm()

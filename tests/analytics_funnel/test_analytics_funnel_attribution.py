@@ -29,7 +29,7 @@ DECAY = {"A": 39.3247, "B": 105.8555, "C": 284.9400, "D": 569.8799}
 
 def test_worked_example_each_model(crm):
     build_worked_example(crm)
-    table = attribution.run(crm, "default", {"from": "2026-01-01", "to": "2026-03-01"})
+    table = attribution.run(crm, "default", {"date_from": dt.date(2026, 1, 1), "date_to": dt.date(2026, 2, 28)})
     cr = table.data["credits"]
     assert cr["first_touch"] == {"A": 1000.0, "B": 0.0, "C": 0.0, "D": 0.0}
     assert cr["last_touch"] == {"A": 0.0, "B": 0.0, "C": 0.0, "D": 1000.0}

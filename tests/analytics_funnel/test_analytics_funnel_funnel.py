@@ -8,7 +8,7 @@ from af_helpers import day, svg_root, NS
 from corecrm_plugins.analytics_funnel import funnel
 from corecrm_plugins.analytics_funnel.common import ReportError
 
-JAN = {"from": "2026-01-01", "to": "2026-02-01"}
+JAN = {"date_from": "2026-01-01", "date_to": "2026-01-31"}
 
 
 def build(crm):
@@ -97,7 +97,7 @@ def test_empty_database_and_empty_period(crm):
     assert all(r["step_rate"] is None for r in table.data["total"]["stages"])
     assert any("no leads" in n for n in table.notes)
     build(crm)
-    empty = funnel.run(crm, "default", {"from": "2030-01-01", "to": "2030-02-01"})
+    empty = funnel.run(crm, "default", {"from": "2030-01-01", "to": "2030-01-31"})
     assert empty.data["total"]["captured"] == 0
     assert any("no leads were captured in this period" in n for n in empty.notes)
 
@@ -108,7 +108,7 @@ def test_bad_parameters_name_the_option(crm):
     with pytest.raises(ReportError, match="--from"):
         funnel.run(crm, "default", {"from": "yesterday"})
     with pytest.raises(ReportError, match="--to"):
-        funnel.run(crm, "default", {"from": "2026-02-01", "to": "2026-01-01"})
+        funnel.run(crm, "default", {"from": "2026-02-01", "to": "2026-01-15"})
 
 
 def test_chart_is_a_funnel_svg(crm, tmp_path):
