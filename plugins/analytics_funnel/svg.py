@@ -138,7 +138,7 @@ def bar_chart(
     ymax = _nice_max(max(values, default=0.0))
     x0, y0, x1, y1 = _frame(svg, title, ymax, ylabel, percent=percent)
     names = list(series)
-    if not categories or not values:
+    if not categories or not any(values):  # all zero: nothing to draw
         _empty(svg, empty_note)
         return svg.write(path)
     group_w = (x1 - x0) / len(categories)
