@@ -89,4 +89,4 @@ def crm_db_schema() -> Iterable[Any]:
 def crm_cli_commands() -> Iterable[CliCommand]:
     from corecrm_plugins.analytics_funnel.costs import campaigns_group
 
-    return [CliCommand(command=campaigns_group(), group=None, help="campaigns: costs for campaign economics")]
+    return [CliCommand(command=campaigns_group(), group="campaigns", help="Campaigns: what they cost (campaign_economics report).")]
