@@ -23,9 +23,7 @@ class OverlayGroup(click.Group):
     """A group whose commands are the core's plus those plugins add to it."""
 
     def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
-        obj = ctx.find_object(CliState)
-        if obj is None:
-            return {}
+        obj = _root_state(ctx)
         try:
             table = plugin_command_table(obj)
         except CrmError as exc:
@@ -41,6 +39,17 @@ class OverlayGroup(click.Group):
         if cmd is not None:
             return cmd
         return self._plugin_commands(ctx).get(cmd_name)
+
+
+def _root_state(ctx: click.Context) -> CliState:
+    """The invocation's state. Click resolves subcommands before running the
+    root callback, so the state is built here from the root's parsed options."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        p = root.params
+        root.obj = CliState(p.get("config"), p.get("workspace"), p.get("database"))
+        root.call_on_close(root.obj.close)
+    return root.obj
 
 
 def plugin_command_table(obj: CliState) -> dict[str | None, dict[str, click.Command]]:
@@ -89,9 +98,7 @@ class RootGroup(OverlayGroup):
 @click.pass_context
 def main(ctx: click.Context, config: str | None, workspace: str | None, database: str | None) -> None:
     """corecrm: a small CRM core whose behaviour lives in plugins."""
-    obj = CliState(config, workspace, database)
-    ctx.obj = obj
-    ctx.call_on_close(obj.close)
+    _root_state(ctx)
 
 
 # --------------------------------------------------------------------------- init / demo
@@ -481,10 +488,12 @@ def config_check() -> None:
         try:
             cfg = st.config
             pm = st.plugins
-            for name in pm.loaded_names():
-                for ws in [cfg.default_workspace, *cfg.workspaces()]:
+            checks: list[str] = []
+            for ws in dict.fromkeys([cfg.default_workspace, *cfg.workspaces()]):
+                for name in pm.loaded_names():
                     pm.settings(name, ws)
-            checks = pm.collect("crm_config_checks") if hasattr(pm.pm.hook, "crm_config_checks") else []
+                for plugin, found in pm.each("crm_config_warnings", workspace=ws):
+                    checks.extend(f"{plugin} (workspace {ws}): {w}" for w in found)
         except CrmError as exc:
             fail(str(exc))
     for w in caught:
@@ -587,8 +596,7 @@ def report(ctx: click.Context, show_list: bool) -> None:
 
 
 def _reports(ctx: click.Context) -> dict[str, Any]:
-    st = ctx.find_object(CliState)
-    assert st is not None
+    st = _root_state(ctx)
     try:
         return st.plugins.collect_named("crm_reports", workspace=st.workspace or st.config.default_workspace, what="report")
     except CrmError as exc:
