@@ -198,7 +198,7 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
     if rows:
         rows.append(["(total)"] + [round(sum(res["credits"][m].values()), 2) for m in MODELS])
     notes = [
-        f"won deals closed from {c.period_label(res['start'], res['end'])}: {res['deals']} worth {c.fmt_money(res['revenue'])}; "
+        f"won deals closed from {c.period_label(res['start'], res['end'])}: {res['deals']} worth {c.money_text(res['revenue'])}; "
         f"time-decay half-life {res['half_life_days']:g} days; position based {'/'.join(f'{100 * w:g}' for w in res['position_weights'])}"
     ]
     if res["deals"] == 0 and res["no_amount"] == 0:

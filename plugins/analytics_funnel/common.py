@@ -247,16 +247,26 @@ def percentile_ranks(n: int, ps: Iterable[float]) -> set[int]:
     return out
 
 
-def fmt_money(value: float | None) -> str:
+# Table cells stay numbers (None when there is no value) so --json and --csv
+# get machine-readable values; the core's table printer formats them.
+
+
+def fmt_money(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
+def fmt_pct(value: float | None) -> float | None:
+    """A rate as a fraction (0.25 = 25 %), rounded to 4 places."""
+    return None if value is None else round(value, 4)
+
+
+def fmt_num(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def money_text(value: float | None) -> str:
+    """Money in a note: ``1,234.50`` (``-`` when unknown)."""
     return "-" if value is None else f"{value:,.2f}"
-
-
-def fmt_pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def fmt_num(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:,.{digits}f}"
 
 
 def label(value: Any) -> str:

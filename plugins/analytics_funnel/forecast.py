@@ -195,22 +195,22 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
             if not (o["deals"] or w["deals"] or fc):
                 continue
             rows.append([m, c.label(g), o["deals"], round(o["amount"], 2), round(o["weighted"], 2), round(w["amount"], 2),
-                         "-" if fc is None else round(fc, 2), c.fmt_pct(entry["won_vs_forecast"])])
+                         c.fmt_money(fc), c.fmt_pct(entry["won_vs_forecast"])])
     total_weighted = sum(e["weighted"] for e in series)
     notes = [f"months {months[0] if months else '-'} to {months[-1] if months else '-'}; today {today.isoformat()}; "
-             f"weighted open pipeline {c.fmt_money(total_weighted)}"]
+             f"weighted open pipeline {c.money_text(total_weighted)}"]
     if not rows:
         notes.append("no open or won deals in this window")
     if overdue_weighted:
-        notes.append(f"{c.fmt_money(overdue_weighted)} of the weighted pipeline is overdue (expected close already past): update those close dates")
+        notes.append(f"{c.money_text(overdue_weighted)} of the weighted pipeline is overdue (expected close already past): update those close dates")
     if no_amount:
         notes.append(f"{no_amount} open deal(s) without an amount are left out")
     if no_prob:
         notes.append(f"{no_prob} open deal(s) in a stage with no probability in the pipelines config ({', '.join(sorted(unknown_stages))}) are left out")
     if undated:
-        notes.append(f"{undated} open deal(s) without an expected close date ({c.fmt_money(undated_amount)}) are left out")
+        notes.append(f"{undated} open deal(s) without an expected close date ({c.money_text(undated_amount)}) are left out")
     if outside:
-        notes.append(f"{outside} open deal(s) expected to close outside the window ({c.fmt_money(outside_amount)} weighted) are left out")
+        notes.append(f"{outside} open deal(s) expected to close outside the window ({c.money_text(outside_amount)} weighted) are left out")
     return ReportTable(
         title=f"Weighted pipeline forecast by {by}" if by else "Weighted pipeline forecast",
         columns=["month", by or "group", "open deals", "open amount", "weighted", "won", "forecast at start", "won vs forecast"],

@@ -174,12 +174,12 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
     at_risk.sort(key=lambda r: (-(r["value"] or 0.0), r["customer_id"]))
     if answered:
         notes.append(f"customers at risk (P(alive) < {threshold:g}, from {', '.join(answered)}): {len(at_risk)} worth "
-                     f"{c.fmt_money(sum(r['value'] or 0.0 for r in at_risk))}")
+                     f"{c.money_text(sum(r['value'] or 0.0 for r in at_risk))}")
     elif ids:
         notes.append("customers at risk need a customer-value plugin (e.g. clv); none is enabled")
     return ReportTable(
         title=f"Retention and churn ({every}ly)",
-        columns=["period", "customers at start", "retained", "new or returning", "retention", "churn", "sales-adjusted", "profit-adjusted"],
+        columns=["period", "customers at start", "retained", "new or returning", "retention rate", "churn rate", "sales-adjusted", "profit-adjusted"],
         rows=rows,
         notes=notes,
         data={"every": every, "periods": periods, "at_risk": at_risk[:AT_RISK_SHOWN], "at_risk_count": len(at_risk), "value_plugins": answered},

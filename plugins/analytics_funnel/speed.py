@@ -92,9 +92,9 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
             entry[metric] = {f"p{round(100 * p):d}": c.interpolate(vals, n, p) for p in ps}
         groups[c.label(g)] = entry
         rows.append(
-            [c.label(g), leads, f"{c.fmt_pct(c.ratio(assigned, leads))}"]
+            [c.label(g), leads, c.fmt_pct(c.ratio(assigned, leads))]
             + [c.fmt_num(entry["assignment"][f"p{round(100 * p):d}"]) for p in ps]
-            + [f"{c.fmt_pct(c.ratio(contacted, leads))}"]
+            + [c.fmt_pct(c.ratio(contacted, leads))]
             + [c.fmt_num(entry["first_contact"][f"p{round(100 * p):d}"]) for p in ps]
         )
     notes = [f"leads captured from {c.period_label(start, end)}; hours from capture; percentiles over the leads that got there"]
@@ -105,7 +105,7 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
     pcols = [f"p{round(100 * p):d}" for p in ps]
     return ReportTable(
         title=f"Speed to lead by {by}" if by else "Speed to lead",
-        columns=[by or "group", "leads", "assigned"] + [f"assign h {p}" for p in pcols] + ["contacted"] + [f"contact h {p}" for p in pcols],
+        columns=[by or "group", "leads", "assigned rate"] + [f"assign h {p}" for p in pcols] + ["contacted rate"] + [f"contact h {p}" for p in pcols],
         rows=rows,
         notes=notes,
         data={"by": by, "percentiles": ps, "groups": groups, "unit": "hours"},
