@@ -81,4 +81,36 @@ def svg_root(path: Any):
 
 
 NS = {"s": "http://www.w3.org/2000/svg"}
-__all__ = ["NS", "ReportCrm", "T0", "day", "json", "svg_root"]
+# --------------------------------------------------------------------------- fixtures
+# Test modules import these (no conftest.py here: the core's tests import their
+# own ``conftest`` module by name, and a second one would shadow it).
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def make_report_crm(tmp_path):
+    made = []
+
+    def factory(url=None, config=None, now=None):
+        crm = ReportCrm.build(url or f"sqlite:///{tmp_path / 'crm.db'}", config, now)
+        made.append(crm)
+        return crm
+
+    yield factory
+    for crm in made:
+        crm.close()
+
+
+@pytest.fixture
+def crm(make_report_crm, db_url):
+    """A CRM on SQLite, then on PostgreSQL: every report is SQL, so every test runs on both."""
+    return make_report_crm(db_url)
+
+
+@pytest.fixture
+def sqlite_crm(make_report_crm):
+    return make_report_crm()
+
+
+__all__ = ["NS", "ReportCrm", "T0", "crm", "day", "json", "make_report_crm", "sqlite_crm", "svg_root"]

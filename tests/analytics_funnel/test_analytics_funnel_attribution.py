@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from af_helpers import NS, day, svg_root
+from af_helpers import crm, make_report_crm  # noqa: F401  (fixtures)
 from corecrm_plugins.analytics_funnel import attribution
 from corecrm_plugins.analytics_funnel.settings import MODELS
 

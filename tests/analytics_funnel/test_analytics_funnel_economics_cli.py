@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from af_helpers import NS, day, svg_root
+from af_helpers import crm, make_report_crm  # noqa: F401  (fixtures)
 from corecrm.cli import main
 from corecrm_plugins.analytics_funnel import costs, economics
 from test_analytics_funnel_speed_retention import FakeClv

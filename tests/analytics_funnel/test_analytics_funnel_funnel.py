@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from af_helpers import day, svg_root, NS
+from af_helpers import crm, make_report_crm  # noqa: F401  (fixtures)
 from corecrm_plugins.analytics_funnel import funnel
 from corecrm_plugins.analytics_funnel.common import ReportError
 

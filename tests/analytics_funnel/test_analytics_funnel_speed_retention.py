@@ -7,6 +7,7 @@ import datetime as dt
 import pytest
 
 from af_helpers import NS, T0, day, svg_root
+from af_helpers import crm, make_report_crm  # noqa: F401  (fixtures)
 from corecrm.hooks import hookimpl
 from corecrm.records import CustomerValue
 from corecrm_plugins.analytics_funnel import retention, speed
