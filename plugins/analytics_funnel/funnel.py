@@ -81,8 +81,15 @@ def reached_counts(conn: sa.Connection, workspaces: Sequence[str], by: str | Non
     return dict(out)
 
 
+TOTAL = "(total)"
+
+
 def median_days_in_stage(conn: sa.Connection, workspaces: Sequence[str], by: str | None, start: Any, end: Any) -> dict[tuple[Any, str], float]:
-    """``{(group, stage): median days}`` over completed stays of the cohort's leads."""
+    """``{(group, stage): median days}`` over completed stays of the cohort's leads.
+
+    With a grouping, the medians of all groups together come back in the same
+    statement under the group ``(total)``.
+    """
     ws_in, binds = c.in_list("ws", workspaces)
     binds.update(start=c.bind_ts(conn, start), end=c.bind_ts(conn, end))
     to_stage = c.json_text(conn, "e.detail", "to")
@@ -94,8 +101,11 @@ def median_days_in_stage(conn: sa.Connection, workspaces: Sequence[str], by: str
         FROM events e JOIN cohort ch ON ch.id = e.lead_id
         WHERE e.workspace IN ({ws_in}) AND e.type = 'stage_changed'
     ),
-    stays AS (
+    stays0 AS (
         SELECT grp, stage, {c.days_between(conn, 'next_at', 'at')} AS days FROM spans WHERE next_at IS NOT NULL
+    ),
+    stays AS (
+        SELECT grp, stage, days FROM stays0{f" UNION ALL SELECT '{TOTAL}', stage, days FROM stays0" if by else ""}
     ),
     ranked AS (
         SELECT grp, stage, days,
@@ -123,7 +133,8 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
     with crm.engine.connect() as conn:
         counts = reached_counts(conn, workspaces, by, start, end)
         medians = median_days_in_stage(conn, workspaces, by, start, end)
-        overall_medians = medians if by is None else {(ALL, s): d for (_, s), d in median_days_in_stage(conn, workspaces, None, start, end).items()}
+    total_key = ALL if by is None else TOTAL
+    overall_medians = {(ALL, s): d for (g, s), d in medians.items() if g == total_key}
 
     def stage_rows(top_counts: Mapping[int, int], med: Mapping[str, float]) -> tuple[int, list[dict[str, Any]]]:
         captured = sum(top_counts.values())
