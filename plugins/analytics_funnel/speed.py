@@ -121,7 +121,7 @@ def chart(table: ReportTable, path: Any) -> Any:
         vals = g[metric]
         return vals.get(key) if key else next(iter(vals.values()), None)
     series = {
-        "to assignment (median h)": [pick(groups[n], "assignment") for n in names],
-        "to first contact (median h)": [pick(groups[n], "first_contact") for n in names],
+        "to assignment": [pick(groups[n], "assignment") for n in names],
+        "to first contact": [pick(groups[n], "first_contact") for n in names],
     }
-    return svg.bar_chart(path, table.title, names, series, ylabel="hours", empty_note="no leads in this period")
+    return svg.bar_chart(path, f"{table.title}: median hours", names, series, ylabel="median hours from capture", empty_note="no leads in this period")

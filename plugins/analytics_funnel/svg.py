@@ -115,7 +115,7 @@ def _frame(svg: Svg, title: str, ymax: float, ylabel: str, *, percent: bool = Fa
 def _legend(svg: Svg, names: Sequence[str], x: float, y: float) -> None:
     for i, name in enumerate(names):
         svg.add("rect", x=x, y=y + 20 * i, width=12, height=12, fill=PALETTE[i % len(PALETTE)], class_="legend-key")
-        svg.text(x + 18, y + 20 * i + 10, name, size=11, cls="legend")
+        svg.text(x + 18, y + 20 * i + 10, name if len(name) <= 22 else name[:21] + "…", size=11, cls="legend")
 
 
 def _empty(svg: Svg, note: str) -> None:
