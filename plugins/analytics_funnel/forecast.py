@@ -75,6 +75,7 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
     no_amount = no_prob = outside = undated = 0
     undated_amount = outside_amount = overdue_weighted = 0.0
     unknown_stages: set[str] = set()
+    no_history = [0]
 
     with crm.engine.connect() as conn:
         binds.update(ws_start=c.bind_date(conn, w_start), ws_end=c.bind_date(conn, w_end))
@@ -137,6 +138,7 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
             FROM cand LEFT JOIN events e ON e.deal_id = cand.id AND e.workspace IN ({ws_in}) AND e.type = 'deal_stage_changed'
             ORDER BY cand.id, e.at
             """
+            closing = {name: {st.name for st in pipe.stages if st.closed} for name, pipe in crm.config.pipelines().items()}
             current: dict[str, Any] = {}
             moves: list[tuple[dt.datetime, str, str]] = []
 
@@ -149,6 +151,9 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
                 if created >= m0 or (closed is not None and closed < m0):
                     return
                 stage = current["stage"]
+                if not moves and stage in closing.get(current["pipeline"], ()):
+                    no_history[0] += 1  # closed, and we cannot tell which stage it was in on that day
+                    return
                 if moves:
                     before = [to for at, to, _ in moves if at < m0]
                     if before:
@@ -209,6 +214,8 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
         notes.append(f"{no_prob} open deal(s) in a stage with no probability in the pipelines config ({', '.join(sorted(unknown_stages))}) are left out")
     if undated:
         notes.append(f"{undated} open deal(s) without an expected close date ({c.money_text(undated_amount)}) are left out")
+    if no_history[0]:
+        notes.append(f"{no_history[0]} closed deal(s) without deal_stage_changed history are left out of the forecast at start")
     if outside:
         notes.append(f"{outside} open deal(s) expected to close outside the window ({c.money_text(outside_amount)} weighted) are left out")
     return ReportTable(

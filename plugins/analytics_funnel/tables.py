@@ -28,6 +28,3 @@ campaign_costs = Table(
 )
 
 
-def ensure(engine) -> None:  # type: ignore[no-untyped-def]
-    """Create the table when the core has not (older core without ``crm_db_schema`` support)."""
-    metadata.create_all(engine, checkfirst=True)

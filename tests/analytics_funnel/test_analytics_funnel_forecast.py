@@ -51,6 +51,8 @@ def build(crm):
     # lost in March: still prospecting on March 1st -> 4k × 0.1 in the forecast made then
     lost = deal(stage="lost", status="lost", amount=4_000.0, expected_close=D(2026, 3, 20), closed=ts(2026, 3, 10), owner="bob")
     crm.event(None, "deal_stage_changed", ts(2026, 3, 10), {"deal_id": lost, "from": "prospecting", "to": "lost"}, deal_id=lost)
+    # won in March without any stage history: its stage on March 1st is unknown -> left out, with a note
+    deal(stage="won", status="won", amount=900.0, expected_close=D(2026, 3, 12), closed=ts(2026, 3, 12))
     # overdue: expected in February, still open
     deal(stage="prospecting", amount=1_000.0, expected_close=D(2026, 2, 10), owner="ann")
     # left out, each with a note
@@ -72,9 +74,9 @@ def test_weighted_forecast_and_won_vs_forecast(fcrm):
     assert m["2026-05"]["weighted"] == pytest.approx(4_500 + 2_400)
     assert m["2026-04"]["weighted"] + m["2026-05"]["weighted"] == pytest.approx(22_900)
     assert m["2026-04"]["open_amount"] == pytest.approx(30_000)
-    assert m["2026-03"]["won"] == pytest.approx(8_000)
+    assert m["2026-03"]["won"] == pytest.approx(8_900)
     assert m["2026-03"]["forecast_at_start"] == pytest.approx(6_000 + 400)
-    assert m["2026-03"]["won_vs_forecast"] == pytest.approx(8_000 / 6_400)
+    assert m["2026-03"]["won_vs_forecast"] == pytest.approx(8_900 / 6_400)
     assert m["2026-02"]["weighted"] == pytest.approx(100)  # overdue
     assert m["2026-02"]["forecast_at_start"] == pytest.approx(100)
     assert m["2026-04"]["forecast_at_start"] is None  # April has not begun
@@ -84,6 +86,7 @@ def test_weighted_forecast_and_won_vs_forecast(fcrm):
     assert "1 open deal(s) without an amount" in notes
     assert "sf/mystery" in notes
     assert "without an expected close date (7,000.00)" in notes
+    assert "1 closed deal(s) without deal_stage_changed history" in notes
 
 
 def test_by_owner_and_workspace(fcrm):
@@ -92,6 +95,7 @@ def test_by_owner_and_workspace(fcrm):
     assert cells(table, "ann")["2026-04"]["weighted"] == pytest.approx(1_000)
     assert cells(table, "bob")["2026-05"]["weighted"] == pytest.approx(2_400)
     assert cells(table, "ann")["2026-03"]["forecast_at_start"] == pytest.approx(6_000)
+    assert cells(table, "ann")["2026-03"]["won"] == pytest.approx(8_000)
     other = forecast.run(fcrm, "other", {})
     assert other.data["weighted_total"] == pytest.approx(37_500)
 
