@@ -181,6 +181,37 @@ def capture(crm: Any, paths: tuple[str, ...], fmt: str | None, source: str | Non
         sys.exit(1)
 
 
+@main.group(cls=OverlayGroup)
+def sources() -> None:
+    """Pollable capture sources (mailboxes, feeds) that plugins declare."""
+
+
+@sources.command("list")
+@json_option
+@pass_crm
+def sources_list(crm: Any, as_json: bool) -> None:
+    """List the capture sources of the workspace."""
+    srcs = crm.capture_sources()
+    if as_json:
+        echo_json([{"name": s.name, "kind": s.kind, "plugin": s.plugin, "description": s.description} for s in srcs.values()])
+        return
+    echo_table(["name", "kind", "plugin", "description"], [[s.name, s.kind, s.plugin, s.description] for s in srcs.values()], max_width=70)
+
+
+@sources.command("poll")
+@click.argument("names", nargs=-1)
+@pass_crm
+def sources_poll(crm: Any, names: tuple[str, ...]) -> None:
+    """Poll every source (or the named ones) once and capture what is new."""
+    srcs = crm.capture_sources()
+    unknown = [n for n in names if n not in srcs]
+    if unknown:
+        fail(f"unknown source {unknown[0]!r} (known: {', '.join(srcs) or 'none'})")
+    for name in names or list(srcs):
+        n = srcs[name].poll(crm, crm.workspace)
+        click.echo(f"{name}: {n} new captures")
+
+
 # --------------------------------------------------------------------------- leads
 
 
@@ -644,6 +675,7 @@ def _parse_date(text: str, option: str) -> dt.date:
 
 
 _CORE_GROUPS: dict[str, click.Group] = {
+    "sources": sources,
     "leads": leads,
     "tasks": tasks,
     "deals": deals,
