@@ -84,6 +84,8 @@ def group_by(params: Mapping[str, Any] | None, allowed: Sequence[str], default: 
     """The ``--by`` dimension, checked against what the report supports."""
     raw = param(params, "by", default=default)
     if isinstance(raw, (list, tuple)):
+        if len(raw) > 1:
+            raise ReportError(f"--by: this report breaks down by one dimension at a time, got {', '.join(map(str, raw))}")
         raw = raw[0] if raw else default
     if raw in (None, "", "none", "all"):
         return None

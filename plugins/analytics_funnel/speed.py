@@ -100,8 +100,11 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
     notes = [f"leads captured from {c.period_label(start, end)}; hours from capture; percentiles over the leads that got there"]
     if not counts:
         notes.append("no leads were captured in this period" if (start or end) else "no leads in this workspace yet")
-    elif not any(v[2] for v in counts.values()):
-        notes.append("no lead has a first contact yet")
+    else:
+        if not any(v[1] for v in counts.values()):
+            notes.append("no lead of this period has been assigned yet")
+        if not any(v[2] for v in counts.values()):
+            notes.append("no lead of this period has a first contact yet")
     pcols = [f"p{round(100 * p):d}" for p in ps]
     return ReportTable(
         title=f"Speed to lead by {by}" if by else "Speed to lead",

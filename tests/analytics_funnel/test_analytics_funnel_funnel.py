@@ -106,6 +106,8 @@ def test_empty_database_and_empty_period(crm):
 def test_bad_parameters_name_the_option(crm):
     with pytest.raises(ReportError, match="--by"):
         funnel.run(crm, "default", {"by": "colour"})
+    with pytest.raises(ReportError, match="one dimension at a time"):
+        funnel.run(crm, "default", {"by": ["source", "team"]})
     with pytest.raises(ReportError, match="--from"):
         funnel.run(crm, "default", {"from": "yesterday"})
     with pytest.raises(ReportError, match="--to"):

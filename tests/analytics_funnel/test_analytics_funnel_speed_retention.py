@@ -5,12 +5,15 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from af_helpers import NS, T0, day, svg_root
-from af_helpers import crm, make_report_crm  # noqa: F401  (fixtures)
+from af_helpers import crm, make_report_crm, sqlite_crm  # noqa: F401  (fixtures)
 from corecrm.hooks import hookimpl
 from corecrm.records import CustomerValue
+from corecrm.storage import schema
 from corecrm_plugins.analytics_funnel import retention, speed
+from corecrm_plugins.analytics_funnel.common import percentile
 
 H = dt.timedelta(hours=1)
 
@@ -131,3 +134,20 @@ def test_customers_at_risk_from_a_value_plugin(crm, tmp_path):
     assert {l.get("data-series") for l in lines} == {"raw retention", "sales-adjusted", "profit-adjusted"}
     pts = {(p.get("data-series"), p.get("data-category")): float(p.get("data-value")) for p in root.findall("s:circle[@class='point']", NS)}
     assert pts[("raw retention", "2026-Q2")] == pytest.approx(2 / 3)
+
+
+_examples = iter(range(10**6))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(hours=st.lists(st.floats(min_value=0, max_value=500, allow_nan=False), min_size=1, max_size=25))
+def test_sql_percentiles_match_linear_interpolation(sqlite_crm, hours):
+    """The window-function percentiles equal numpy-style interpolation over the same delays."""
+    ws = f"p{next(_examples)}"
+    rows = [dict(workspace=ws, stage="lead", status="open", created_at=T0, updated_at=T0, assigned_at=T0 + dt.timedelta(hours=h)) for h in hours]
+    with sqlite_crm.engine.begin() as conn:
+        conn.execute(schema.leads.insert(), rows)
+    got = speed.run(sqlite_crm, ws, {}).data["groups"]["(total)"]["assignment"]
+    ordered = sorted(hours)
+    for p in (0.5, 0.9, 0.95):
+        assert got[f"p{round(100 * p)}"] == pytest.approx(percentile(ordered, p), abs=1e-6)
