@@ -302,11 +302,8 @@ def plugin_settings(crm: Any, workspace: str | Sequence[str]) -> Mapping[str, An
     ws = workspace if isinstance(workspace, str) else (list(workspace) or [None])[0]
     plugins = getattr(crm, "plugins", None)
     merged = dict(DEFAULTS)
-    if plugins is not None and hasattr(plugins, "settings"):
-        try:
-            merged.update(plugins.settings(PLUGIN_NAME, ws))
-        except Exception:  # not registered under this name (embedded use): defaults
-            pass
+    if plugins is not None and plugins.is_loaded(PLUGIN_NAME):
+        merged.update(plugins.settings(PLUGIN_NAME, ws))
     return merged
 
 
