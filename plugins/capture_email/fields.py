@@ -104,7 +104,7 @@ def norm_label(label: str) -> str:
 
 BUILTIN_LABELS: dict[str, str] = {norm_label(label): target for target, labels in _BUILTIN.items() for label in labels}
 
-_KV_LINE = re.compile(r"^[ \t>*•\-]*(?P<label>[^\W\d_][^:\n]{0,59}?)[ \t]*[:：][ \t]*(?P<value>.*)$")
+_KV_LINE = re.compile(r"^[ \t>*•\-]*(?P<label>[^\W\d_][^:\n]{0,59}?)[ \t]*[:：](?P<space>[ \t]*)(?P<value>.*)$")
 _EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
 _SIGNATURE = re.compile(r"^(--\s*|__+|—+)$")
 _HONORIFICS = frozenset(
@@ -142,7 +142,7 @@ def key_values(text: str, known: Mapping[str, str]) -> list[tuple[str, str]]:
             i += 1
             continue
         target = known.get(norm)
-        if target is None and (len(norm.split()) > 6 or not value):
+        if target is None and (len(norm.split()) > 6 or not value or not m.group("space")):
             i += 1
             continue
         i += 1
