@@ -25,7 +25,14 @@ class OverlayGroup(click.Group):
     def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
         obj = ctx.find_object(CliState)
         if obj is None:
-            return {}
+            # click resolves the sub-command before it runs the root callback
+            # that creates the state, so plugin groups (``corecrm mail …``)
+            # would not be found: build the state from the root's parsed options.
+            root = ctx.find_root()
+            if root.command is not main:
+                return {}
+            p = root.params
+            obj = root.obj = CliState(p.get("config"), p.get("workspace"), p.get("database"))
         try:
             table = plugin_command_table(obj)
         except CrmError as exc:
@@ -89,7 +96,7 @@ class RootGroup(OverlayGroup):
 @click.pass_context
 def main(ctx: click.Context, config: str | None, workspace: str | None, database: str | None) -> None:
     """corecrm: a small CRM core whose behaviour lives in plugins."""
-    obj = CliState(config, workspace, database)
+    obj = ctx.obj if isinstance(ctx.obj, CliState) else CliState(config, workspace, database)
     ctx.obj = obj
     ctx.call_on_close(obj.close)
 
