@@ -205,18 +205,18 @@ class ImapSource:
             conn.expunge()
 
     # ------------------------------------------------------------------ watching
-    def wait_for_mail(self, timeout: float) -> None:
-        """Block until the server announces new mail (IDLE) or ``timeout`` passes."""
+    def wait_for_mail(self, timeout: float) -> str:
+        """Block until the server announces new mail (IDLE) or ``timeout`` passes; say which."""
         if not self.idle:
             time.sleep(timeout)
-            return
+            return "interval"
         conn = self.connect()
         try:
             self._select(conn)
             if "IDLE" not in {c.upper() for c in (conn.capabilities or ())}:
                 time.sleep(timeout)
-                return
-            _idle(conn, timeout)
+                return "interval (server has no IDLE)"
+            return "new mail (IDLE)" if _idle(conn, timeout) else "timeout (IDLE)"
         finally:
             try:
                 conn.logout()
@@ -236,15 +236,19 @@ class ImapSource:
             self.wait_for_mail(interval or self.poll_interval)
 
 
-def _idle(conn: imaplib.IMAP4, timeout: float) -> None:
-    """RFC 2177 IDLE with the stdlib client: wait for an untagged EXISTS/RECENT, then DONE."""
+def _idle(conn: imaplib.IMAP4, timeout: float) -> bool:
+    """RFC 2177 IDLE with the stdlib client: wait for an untagged EXISTS/RECENT, then DONE.
+
+    Returns True when the server announced new mail, False on timeout.
+    """
     tag = conn._new_tag()  # type: ignore[attr-defined]
     conn.send(tag + b" IDLE\r\n")
     line = conn.readline()
     if not line.startswith(b"+"):
-        return  # the server refused IDLE; the caller polls again
+        return False  # the server refused IDLE; the caller polls again
     sock = conn.socket()
     deadline = time.monotonic() + timeout
+    woken = False
     try:
         while True:
             left = deadline - time.monotonic()
@@ -254,12 +258,16 @@ def _idle(conn: imaplib.IMAP4, timeout: float) -> None:
             if not ready:
                 continue
             line = conn.readline()
-            if not line or b"EXISTS" in line or b"RECENT" in line:
+            if not line:
+                break
+            if b"EXISTS" in line or b"RECENT" in line:
+                woken = True
                 break
     except (OSError, socket.timeout):
-        return
+        return woken
     conn.send(b"DONE\r\n")
     while True:
         line = conn.readline()
         if not line or line.startswith(tag):
             break
+    return woken
