@@ -1,0 +1,78 @@
+"""The server's view of a :class:`corecrm.app.Crm`: commit a raw capture, then process it.
+
+The split matters for the HTTP client: the raw body is committed (and its id
+known) before the response is sent; the intake pipeline runs afterwards. A
+server that dies in between leaves the capture with status ``new``;
+:func:`recover_pending` processes such captures when the server starts
+again, so nothing that was acknowledged is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+
+from corecrm.records import RawCapture
+from corecrm_plugins.capture_web import mapping, tables
+
+log = logging.getLogger("corecrm.capture_web.backend")
+
+
+class CrmBackend:
+    """:class:`~corecrm_plugins.capture_web.server.Backend` for a real CRM."""
+
+    def __init__(self, crm: Any) -> None:
+        self.crm = crm
+        self.engine: sa.Engine = crm.engine
+        self.default_workspace: str = crm.workspace
+        tables.ensure(self.engine)
+
+    def now(self) -> dt.datetime:
+        return self.crm.now()
+
+    def store(self, raw: RawCapture, workspace: str) -> tuple[int, bool]:
+        store = getattr(self.crm, "store_captures", None)
+        if store is not None:
+            res = store([raw], workspace=workspace)[0]
+            return res.capture_id, not res.duplicate
+        # Older cores: the same step, through the method capture() itself uses.
+        cid, status, fresh = self.crm._store_captures([raw], workspace)[0]
+        return cid, fresh
+
+    def process(self, raw: RawCapture, workspace: str) -> None:
+        process = getattr(self.crm, "process_captures", None)
+        if process is not None:
+            process([raw], workspace=workspace)
+            return
+        from corecrm.app import CaptureResult
+
+        self.crm._process_captures([(raw, CaptureResult(raw.id, raw.origin, "processed"))], workspace)
+
+
+def recover_pending(backend: CrmBackend, workspace: str) -> int:
+    """Process web captures that were committed but never processed (the server stopped in between)."""
+    from corecrm.storage import schema
+
+    c = schema.captures
+    with backend.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(c).where(c.c.workspace == workspace, c.c.status == "new", c.c.format == mapping.FORMAT_NAME).order_by(c.c.id)
+        ).mappings().all()
+    for row in rows:
+        raw = RawCapture(
+            payload=row["payload"],
+            origin=row["origin"] or "",
+            content_type=row["content_type"],
+            meta=dict(row["meta"] or {}),
+            format=row["format"],
+            id=row["id"],
+            content_hash=row["content_hash"],
+        )
+        try:
+            backend.process(raw, workspace)
+        except Exception:
+            log.exception("capture %s could not be processed", row["id"])
+    return len(rows)
