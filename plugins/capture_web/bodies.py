@@ -71,8 +71,8 @@ def decode_urlencoded(body: bytes) -> dict[str, Any]:
 
 def decode_multipart(body: bytes, content_type: str) -> dict[str, Any]:
     """Parse ``multipart/form-data`` with python-multipart; file parts are kept by name and size only."""
-    from multipart.multipart import parse_options_header  # python-multipart
-    from multipart import MultipartParser
+    from python_multipart import MultipartParser
+    from python_multipart.multipart import parse_options_header
 
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")

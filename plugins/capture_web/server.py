@@ -121,6 +121,7 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
     ip_limiter = RateLimiter(settings.rate_per_ip)
     key_limiter = RateLimiter(settings.rate_per_key)
     tokens = FormTokens(settings.secret)
+    inflight = [0]  #: captures stored whose pipeline has not finished yet (shown by /health)
 
     def cors_headers(request: Request, form: FormDef) -> dict[str, str]:
         origin = request.headers.get("origin")
@@ -283,7 +284,8 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
                 if settings.process_inline:
                     await run_in_threadpool(backend.process, raw, workspace)
                 else:
-                    task = BackgroundTask(_process_logged, backend, raw, workspace)
+                    inflight[0] += 1
+                    task = BackgroundTask(_process_logged, backend, raw, workspace, inflight)
             return _accepted(request, form, capture_id, html, duplicate=not is_new, background=task)
         except HttpError as exc:
             if exc.status >= 500 or exc.status in (401, 413, 429):
@@ -330,7 +332,7 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
             await run_in_threadpool(ping)
         except Exception as exc:
             return JSONResponse({"status": "error", "database": f"{type(exc).__name__}: {exc}"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok", "forms": sorted(settings.forms)})
+        return JSONResponse({"status": "ok", "database": "ok", "forms": sorted(settings.forms), "processing": inflight[0]})
 
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -341,12 +343,14 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
     return Starlette(routes=routes)
 
 
-def _process_logged(backend: Backend, raw: RawCapture, workspace: str) -> None:
+def _process_logged(backend: Backend, raw: RawCapture, workspace: str, inflight: list[int]) -> None:
     """Run the pipeline after the response; a failure is logged (the raw capture is already safe)."""
     try:
         backend.process(raw, workspace)
     except Exception:
         log.exception("pipeline failed for capture %s (stored with status 'new'; the next `corecrm serve` start processes it)", raw.id)
+    finally:
+        inflight[0] -= 1
 
 
 class ServerThread:
