@@ -154,10 +154,10 @@ def parse_form(name: str, body: Any, key: str) -> FormDef:
     fields: dict[str, str] = {}
     for inp, target in raw_fields.items():
         fkey = f"{key}.fields.{inp}"
+        if inp in RESERVED_INPUTS:
+            raise ConfigError("reserved input name (the generated form uses it)", key=fkey)
         if not _INPUT_RE.match(inp):
             raise ConfigError("input names are letters, digits, '_', '-' and '.', starting with a letter", key=fkey)
-        if inp in RESERVED_INPUTS:
-            raise ConfigError("reserved input name", key=fkey)
         fields[inp] = _check_target(target, fkey)
     labels = body.get("labels", {})
     if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):

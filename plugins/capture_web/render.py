@@ -39,7 +39,7 @@ _CSS = """
 .cw-consent label{font-weight:normal}
 .cw-form button{padding:.6rem 1.4rem;font:inherit;font-weight:600;background:#1a4fa0;color:#fff;border:0;border-radius:4px}
 .cw-errors{border:2px solid #b00020;padding:.5rem 1rem;margin-bottom:1rem}
-.cw-hp{position:absolute!important;left:-10000px!important;width:1px;height:1px;overflow:hidden}
+.cw-hp,.cw-sr{position:absolute!important;left:-10000px!important;width:1px;height:1px;overflow:hidden}
 """
 
 HONEYPOT = "_cw_hp"
@@ -59,7 +59,7 @@ def render_form(form: FormDef, *, action: str, token: str, error: tuple[str, str
             f'<div class="cw-errors" role="alert" id="cw-errors" tabindex="-1"><p>There is a problem: '
             f'<a href="#cw-{escape(field)}">{escape(message)}</a></p></div>'
         )
-    parts.append('<p>Fields marked <span class="cw-req" aria-hidden="true">*</span><span class="cw-hp">with a star</span> are required.</p>')
+    parts.append('<p>Fields marked <span class="cw-req" aria-hidden="true">*</span><span class="cw-sr"> (a star)</span> are required.</p>')
     for name, target in form.fields.items():
         fid = f"cw-{name}"
         req = name in form.required

@@ -11,6 +11,17 @@ import sqlalchemy as sa
 DATA = Path(__file__).resolve().parent.parent / "data" / "capture_web"
 
 
+def require_server(what: str) -> None:
+    """Skip (locally) or fail (CI, ``CORECRM_REQUIRE_SERVERS=1``) when a server binary is missing."""
+    import os
+
+    import pytest
+
+    if os.environ.get("CORECRM_REQUIRE_SERVERS", "") not in ("", "0"):
+        pytest.fail(f"{what} is required (CORECRM_REQUIRE_SERVERS=1) but not available")
+    pytest.skip(f"{what} not available")
+
+
 #: Servers the ``serve`` fixture started (their /health tells how many captures are still being processed).
 SERVERS: list[Any] = []
 
