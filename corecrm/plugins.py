@@ -87,10 +87,21 @@ class PluginManager:
         self.strict = _env_flag("CORECRM_STRICT_PLUGINS")
 
     # ------------------------------------------------------------------ loading
-    def load(self, *, entry_points: bool = True) -> PluginManager:
-        """Discover, block, import and register plugins; then validate their settings."""
+    def load(self, *, entry_points: bool = True, extra: Mapping[str, object] | None = None) -> PluginManager:
+        """Discover, block, import and register plugins; then validate their settings.
+
+        ``extra`` registers in-process plugins (tests, embedding applications)
+        by name before the checks, exactly as if they had been discovered.
+        """
         if entry_points:
             self._load_entry_points()
+        for name, plugin in (extra or {}).items():
+            info = PluginInfo(name=name, module=getattr(plugin, "__module__", type(plugin).__name__))
+            self.infos[name] = info
+            if not self.config.is_enabled(name) and self.config.enabled is None:
+                info.enabled, info.why_disabled = False, f"disabled in {self.config.where}"
+                continue
+            self._register(plugin, name, info)
         self._check_enabled_names()
         try:
             self.pm.check_pending()
@@ -239,7 +250,7 @@ class PluginManager:
         off = self.config.disabled_in_workspace(workspace) if workspace else frozenset()
         out = []
         for impl in reversed(caller.get_hookimpls()):
-            if impl.hookimpl_config.get("wrapper") or impl.hookimpl_config.get("hookwrapper"):
+            if impl.wrapper or impl.hookwrapper:
                 continue  # wrappers are not applied by the per-plugin call loop (documented)
             if impl.plugin_name in off:
                 continue
@@ -252,6 +263,8 @@ class PluginManager:
         for arg in impl.argnames:
             if arg == "settings":
                 args.append(self.settings(name, workspace))
+            elif arg == "workspace" and "workspace" not in kwargs:
+                args.append(workspace or self.config.default_workspace)
             else:
                 args.append(kwargs[arg])
         return impl.function(*args)
