@@ -36,7 +36,7 @@ def _positive_int(value: Any, key: str) -> None:
 
 @hookimpl
 def crm_plugin_settings() -> Iterable[Setting]:
-    from corecrm_plugins.capture_web.deliveries import validate_targets
+    from corecrm_plugins.capture_web.targets import validate_targets
     from corecrm_plugins.capture_web.forms import validate_forms
 
     return [

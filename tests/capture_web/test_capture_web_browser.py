@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cw_helpers import capture_rows, lead_rows, require_server, wait_processed
+from cw_helpers import capture_rows, lead_rows, require_server, serve, wait_processed, web_crm  # noqa: F401 (fixtures)
 
 CHROMIUM = os.environ.get("CORECRM_CHROMIUM", "/usr/bin/chromium")
 ARGS = [

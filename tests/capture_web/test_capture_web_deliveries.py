@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from corecrm.hooks import hookimpl
 from corecrm.records import Assignment
 from corecrm_plugins.capture_web import bodies, deliveries, signing, tables
-from cw_helpers import wait_processed
+from cw_helpers import serve, wait_processed, web_crm  # noqa: F401 (fixtures)
 
 SECRET = "whsec-test-1234"
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from corecrm_plugins.capture_web import keys
-from cw_helpers import DATA, capture_rows, lead_rows, wait_processed
+from cw_helpers import DATA, capture_rows, lead_rows, serve, wait_processed, web_crm  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
