@@ -34,22 +34,11 @@ class CrmBackend:
         return self.crm.now()
 
     def store(self, raw: RawCapture, workspace: str) -> tuple[int, bool]:
-        store = getattr(self.crm, "store_captures", None)
-        if store is not None:
-            res = store([raw], workspace=workspace)[0]
-            return res.capture_id, not res.duplicate
-        # Older cores: the same step, through the method capture() itself uses.
-        cid, status, fresh = self.crm._store_captures([raw], workspace)[0]
-        return cid, fresh
+        (res,) = self.crm.store_captures([raw], workspace=workspace)
+        return res.capture_id, not res.duplicate
 
     def process(self, raw: RawCapture, workspace: str) -> None:
-        process = getattr(self.crm, "process_captures", None)
-        if process is not None:
-            process([raw], workspace=workspace)
-            return
-        from corecrm.app import CaptureResult
-
-        self.crm._process_captures([(raw, CaptureResult(raw.id, raw.origin, "processed"))], workspace)
+        self.crm.process_captures([raw], workspace=workspace)
 
 
 def recover_pending(backend: CrmBackend, workspace: str) -> int:
