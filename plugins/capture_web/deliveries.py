@@ -136,8 +136,9 @@ def enqueue(engine: sa.Engine, workspace: str, items: Iterable[QueuedItem], now:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
             stmt = sqlite_insert(tables.deliveries).on_conflict_do_nothing()
-        res = conn.execute(stmt, rows)
-    return max(res.rowcount, 0) if res.rowcount is not None else len(rows)
+        # RETURNING counts the rows really added (executemany rowcounts differ by driver).
+        res = conn.execute(stmt.returning(tables.deliveries.c.id), rows)
+        return len(res.all())
 
 
 def load_leads(engine: sa.Engine, workspace: str, ids: Iterable[int]) -> dict[int, dict[str, Any]]:
