@@ -243,7 +243,8 @@ class Crm(operations.Operations):
             results.append(res)
             pending.append((raw, res))
         if pending:
-            self._process_captures(pending, ws)
+            fresh = {cid for cid, _status, is_new in stored if is_new}
+            self._process_captures(pending, ws, all_fresh=all(raw.id in fresh for raw, _ in pending))
         return results
 
     def store_captures(self, raws: RawCapture | Iterable[RawCapture], *, workspace: str | None = None) -> list[CaptureResult]:
@@ -280,28 +281,37 @@ class Crm(operations.Operations):
         now = self.now()
         out: list[tuple[int, str, bool]] = []
         with self.engine.begin() as conn:
+            insert = _dialect_insert(conn)
             for raw in batch:
                 digest = raw.content_hash or hashlib.sha256(raw.payload).hexdigest()
                 raw.content_hash = digest
+                # One statement: insert unless the same payload is already stored.
+                cid = conn.execute(
+                    insert(schema.captures)
+                    .values(
+                        workspace=ws, content_hash=digest, origin=raw.origin, content_type=raw.content_type, format=raw.format,
+                        payload=raw.payload, meta=raw.meta or None, status="new", received_at=now,
+                    )
+                    .on_conflict_do_nothing(index_elements=["workspace", "content_hash"])
+                    .returning(schema.captures.c.id)
+                ).scalar()  # fmt: skip
+                if cid is not None:
+                    out.append((cid, "new", True))
+                    continue
                 row = conn.execute(
                     sa.select(schema.captures.c.id, schema.captures.c.status).where(
                         schema.captures.c.workspace == ws, schema.captures.c.content_hash == digest
                     )
-                ).first()
-                if row is not None:
-                    out.append((row.id, row.status, False))
-                    continue
-                cid = conn.execute(
-                    schema.captures.insert().returning(schema.captures.c.id),
-                    {
-                        "workspace": ws, "content_hash": digest, "origin": raw.origin, "content_type": raw.content_type,
-                        "format": raw.format, "payload": raw.payload, "meta": raw.meta or None, "status": "new", "received_at": now,
-                    },
-                ).scalar_one()  # fmt: skip
-                out.append((cid, "new", True))
+                ).one()
+                out.append((row.id, row.status, False))
         return out
 
-    def _process_captures(self, pending: list[tuple[RawCapture, CaptureResult]], ws: str) -> None:
+    def _process_captures(self, pending: list[tuple[RawCapture, CaptureResult]], ws: str, *, all_fresh: bool = False) -> None:
+        """Parse and run captures through the pipeline.
+
+        ``all_fresh``: every capture was stored just now, so none of its leads
+        can exist yet and the origin-key look-up is skipped.
+        """
         pipe = Pipeline(self, ws)
         items: list[Item] = []
         owners: list[CaptureResult] = []
@@ -341,7 +351,7 @@ class Crm(operations.Operations):
         pipe.decide(items)
         now = pipe.now
         with self.engine.begin() as conn:
-            batch_res = pipe.persist(conn, items)
+            batch_res = pipe.persist(conn, items, known_new=all_fresh)
             for raw, step, plugin, msg in failed:
                 conn.execute(
                     schema.quarantine.insert(),
@@ -554,3 +564,12 @@ class Crm(operations.Operations):
             rows = conn.execute(sa.select(q).where(q.c.workspace == ws, q.c.status.in_(list(status))).order_by(q.c.id)).mappings().all()
         return [dict(r) for r in rows]
 
+
+
+def _dialect_insert(conn: sa.Connection) -> Any:
+    """``INSERT … ON CONFLICT`` for the connection's dialect (SQLite and PostgreSQL share the API)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
