@@ -37,8 +37,8 @@ class CrmBackend:
         (res,) = self.crm.store_captures([raw], workspace=workspace)
         return res.capture_id, not res.duplicate
 
-    def process(self, raw: RawCapture, workspace: str) -> None:
-        self.crm.process_captures([raw], workspace=workspace)
+    def process(self, raws: list[RawCapture], workspace: str) -> None:
+        self.crm.process_captures(raws, workspace=workspace)
 
 
 def recover_pending(backend: CrmBackend, workspace: str) -> int:
@@ -50,8 +50,9 @@ def recover_pending(backend: CrmBackend, workspace: str) -> int:
         rows = conn.execute(
             sa.select(c).where(c.c.workspace == workspace, c.c.status == "new", c.c.format == mapping.FORMAT_NAME).order_by(c.c.id)
         ).mappings().all()
+    raws = []
     for row in rows:
-        raw = RawCapture(
+        raws.append(RawCapture(
             payload=row["payload"],
             origin=row["origin"] or "",
             content_type=row["content_type"],
@@ -59,9 +60,7 @@ def recover_pending(backend: CrmBackend, workspace: str) -> int:
             format=row["format"],
             id=row["id"],
             content_hash=row["content_hash"],
-        )
-        try:
-            backend.process(raw, workspace)
-        except Exception:
-            log.exception("capture %s could not be processed", row["id"])
+        ))
+    for start in range(0, len(raws), 500):
+        backend.process(raws[start : start + 500], workspace)
     return len(rows)

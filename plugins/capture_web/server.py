@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import queue
+import threading
 import time
 from typing import Any, Mapping, Protocol
 from urllib.parse import urlencode
@@ -49,8 +51,8 @@ class Backend(Protocol):
     def store(self, raw: RawCapture, workspace: str) -> tuple[int, bool]:
         """Commit the raw capture; return ``(capture id, newly stored?)`` (False: same content already stored)."""
 
-    def process(self, raw: RawCapture, workspace: str) -> None:
-        """Run the intake pipeline for a stored capture (``raw.id`` is set)."""
+    def process(self, raws: list[RawCapture], workspace: str) -> None:
+        """Run the intake pipeline for stored captures (``raw.id`` is set), as one batch."""
 
 
 @attrs.define(slots=True)
@@ -121,7 +123,7 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
     ip_limiter = RateLimiter(settings.rate_per_ip)
     key_limiter = RateLimiter(settings.rate_per_key)
     tokens = FormTokens(settings.secret)
-    inflight = [0]  #: captures stored whose pipeline has not finished yet (shown by /health)
+    processor = BatchProcessor(backend)
 
     def cors_headers(request: Request, form: FormDef) -> dict[str, str]:
         origin = request.headers.get("origin")
@@ -282,10 +284,9 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
             if is_new:
                 raw.id = capture_id
                 if settings.process_inline:
-                    await run_in_threadpool(backend.process, raw, workspace)
+                    await run_in_threadpool(backend.process, [raw], workspace)
                 else:
-                    inflight[0] += 1
-                    task = BackgroundTask(_process_logged, backend, raw, workspace, inflight)
+                    task = BackgroundTask(processor.submit, raw, workspace)
             return _accepted(request, form, capture_id, html, duplicate=not is_new, background=task)
         except HttpError as exc:
             if exc.status >= 500 or exc.status in (401, 413, 429):
@@ -332,7 +333,7 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
             await run_in_threadpool(ping)
         except Exception as exc:
             return JSONResponse({"status": "error", "database": f"{type(exc).__name__}: {exc}"}, status_code=503)
-        return JSONResponse({"status": "ok", "database": "ok", "forms": sorted(settings.forms), "processing": inflight[0]})
+        return JSONResponse({"status": "ok", "database": "ok", "forms": sorted(settings.forms), "processing": processor.pending})
 
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -340,17 +341,79 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
         Route("/capture/{form}", capture, methods=["POST"], name="capture"),
         Route("/capture/{form}", preflight, methods=["OPTIONS"]),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    app.state.processor = processor
+    return app
 
 
-def _process_logged(backend: Backend, raw: RawCapture, workspace: str, inflight: list[int]) -> None:
-    """Run the pipeline after the response; a failure is logged (the raw capture is already safe)."""
-    try:
-        backend.process(raw, workspace)
-    except Exception:
-        log.exception("pipeline failed for capture %s (stored with status 'new'; the next `corecrm serve` start processes it)", raw.id)
-    finally:
-        inflight[0] -= 1
+class BatchProcessor:
+    """Runs the pipeline for stored captures in a worker thread, in batches.
+
+    Each request only commits its raw body and hands the capture over; the
+    worker takes whatever has accumulated (up to ``max_batch``) and runs it
+    through the intake pipeline as one batch, which is the set-based path the
+    core is built for. Under load, batches grow and the per-capture cost falls.
+    A batch that raises is retried capture by capture, so one bad capture does
+    not hold back the others; a capture that still fails keeps status ``new``
+    and is processed at the next ``corecrm serve`` start.
+    """
+
+    def __init__(self, backend: Backend, max_batch: int = 500) -> None:
+        self.backend = backend
+        self.max_batch = max_batch
+        self.queue: queue.Queue[tuple[RawCapture, str] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+
+    @property
+    def pending(self) -> int:
+        """Captures handed over whose pipeline has not finished (``/health`` shows it)."""
+        return self._pending
+
+    def submit(self, raw: RawCapture, workspace: str) -> None:
+        with self._lock:
+            self._pending += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="capture_web-pipeline", daemon=True)
+                self._thread.start()
+        self.queue.put((raw, workspace))
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self.queue.put(None)
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            batch = [item]
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self.queue.put(None)
+                    break
+                batch.append(nxt)
+            by_ws: dict[str, list[RawCapture]] = {}
+            for raw, ws in batch:
+                by_ws.setdefault(ws, []).append(raw)
+            for ws, raws in by_ws.items():
+                try:
+                    self.backend.process(raws, ws)
+                except Exception:
+                    log.exception("pipeline failed for a batch of %d captures; retrying them one by one", len(raws))
+                    for raw in raws:
+                        try:
+                            self.backend.process([raw], ws)
+                        except Exception:
+                            log.exception("pipeline failed for capture %s (stored with status 'new'; the next `corecrm serve` start processes it)", raw.id)
+            with self._lock:
+                self._pending -= len(batch)
 
 
 class ServerThread:
@@ -387,6 +450,9 @@ class ServerThread:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.sock.close()
+        processor = getattr(getattr(self.server.config.app, "state", None), "processor", None)
+        if processor is not None:
+            processor.close()
 
     def __enter__(self) -> "ServerThread":
         return self.start()
