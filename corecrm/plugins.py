@@ -239,7 +239,7 @@ class PluginManager:
         off = self.config.disabled_in_workspace(workspace) if workspace else frozenset()
         out = []
         for impl in reversed(caller.get_hookimpls()):
-            if impl.hookimpl_config.get("wrapper") or impl.hookimpl_config.get("hookwrapper"):
+            if impl.wrapper or impl.hookwrapper:
                 continue  # wrappers are not applied by the per-plugin call loop (documented)
             if impl.plugin_name in off:
                 continue
@@ -252,6 +252,8 @@ class PluginManager:
         for arg in impl.argnames:
             if arg == "settings":
                 args.append(self.settings(name, workspace))
+            elif arg == "workspace" and "workspace" not in kwargs:
+                args.append(workspace or self.config.default_workspace)
             else:
                 args.append(kwargs[arg])
         return impl.function(*args)

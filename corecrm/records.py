@@ -160,11 +160,13 @@ class MatchCandidate:
     """
 
     index: int
-    lead_id: int
+    lead_id: int | None
     score: float
     action: Literal["merge", "flag"] = "flag"
     rule: str = ""
     reasons: list[str] = attrs.field(factory=list)
+    #: A duplicate of another lead *in the same batch* (an earlier position), when ``lead_id`` is None.
+    batch_index: int | None = None
     plugin: str = ""
 
 

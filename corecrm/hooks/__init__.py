@@ -14,7 +14,8 @@ module              hooks
 ``analytics``       ``crm_reports``, ``crm_customer_values``
 ``events``          ``crm_leads_captured``, ``crm_stage_changed``, ``crm_leads_assigned``,
                     ``crm_lead_converted``, ``crm_deal_closed``, ``crm_leads_quarantined``
-``extension``       ``crm_plugin_settings``, ``crm_cli_commands``, ``crm_db_schema``
+``extension``       ``crm_plugin_settings``, ``crm_cli_commands``, ``crm_db_schema``,
+                    ``crm_config_warnings``
 ==================  ===========================================================
 
 Naming grammar: decision hooks are ``crm_<verb>_leads`` and take a batch;

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from corecrm.hooks import hookspec
 
@@ -53,6 +53,21 @@ class ExtensionSpecs:
             additive (new nullable columns are added by the plugin's own code).
 
         Combination: all collected.
+
+        .. versionadded:: 0.1
+        """
+
+    @hookspec
+    def crm_config_warnings(self, settings: Mapping[str, Any], workspace: str) -> Iterable[str] | None:
+        """Report questionable but valid settings for ``corecrm config check``.
+
+        Errors belong in ``Setting.validate`` (they stop the CRM from starting);
+        this hook is for warnings such as a routing rule shadowed by an earlier
+        one. Called once per workspace with the plugin's effective settings.
+
+        :returns: warning messages naming the key path, or ``None``.
+
+        Combination: all collected and printed; they never fail the check.
 
         .. versionadded:: 0.1
         """

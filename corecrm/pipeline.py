@@ -1,0 +1,455 @@
+"""The intake pipeline: verify → screen → match → enrich → score → qualify → route → persist.
+
+One code path serves a single web-form lead and a million-row import: the
+decision hooks always receive a batch. Each plugin's implementation is called
+once per batch. If it raises, the core calls it again lead by lead to find the
+lead(s) that make it fail, quarantines those with the error, the plugin's name
+and the step, keeps what the plugin returned for the others, and goes on.
+
+Everything a step changes is recorded in the lead's intake history (stored
+with the lead in one bulk insert); stage changes, merges and assignments that
+analytics and observers need are also written as ``events`` rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import traceback
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+
+import attrs
+import sqlalchemy as sa
+
+from corecrm.context import HookContext, Mode
+from corecrm.errors import TransitionError
+from corecrm.lifecycle import Stage, check_transition
+from corecrm.models import WRITABLE_FIELDS, Event, Lead
+from corecrm.plugins import HookCallError
+from corecrm.records import Assignment, FieldUpdate, Finding, MatchCandidate, Qualification, ScoreContribution, ScreenVerdict
+from corecrm.rows import lead_to_document
+from corecrm.storage import schema
+from corecrm.storage.db import allocate_ids, bulk_insert, dumps, fix_sequence, ts
+
+if TYPE_CHECKING:
+    from corecrm.app import Crm
+
+log = logging.getLogger("corecrm.pipeline")
+
+#: The decision steps in order: (step name, hook name).
+STEPS: tuple[tuple[str, str], ...] = (
+    ("verify", "crm_verify_leads"),
+    ("screen", "crm_screen_leads"),
+    ("match", "crm_match_leads"),
+    ("enrich", "crm_enrich_leads"),
+    ("score", "crm_score_leads"),
+    ("qualify", "crm_qualify_leads"),
+    ("route", "crm_route_leads"),
+)
+
+_VERDICT_RANK = {"accept": 0, "review": 1, "reject": 2}
+
+#: Columns of ``leads`` written by the bulk insert, in binding order.
+INSERT_COLUMNS: tuple[str, ...] = (
+    "id", "workspace", "stage", "status", "first_name", "last_name", "email", "email_norm", "phone", "company",
+    "title", "country", "region", "city", "postal_code", "source", "campaign", "language", "timezone",
+    "interests", "attributes", "consent", "score", "grade", "score_detail", "owner", "team", "capture_id",
+    "origin_key", "intake", "created_at", "updated_at", "assigned_at",
+)  # fmt: skip
+
+EVENT_COLUMNS: tuple[str, ...] = ("workspace", "lead_id", "deal_id", "type", "at", "plugin", "detail")
+
+
+@attrs.define(slots=True, eq=False)
+class Item:
+    """A lead travelling through the pipeline with its bookkeeping."""
+
+    lead: Lead
+    capture_id: int | None
+    item_index: int | None
+    history: list[dict[str, Any]] = attrs.field(factory=list)
+    stage_events: list[tuple[str, str, str, str | None]] = attrs.field(factory=list)  # from, to, reason, plugin
+    merge_into: int | None = None  #: stored lead id
+    merge_into_item: Item | None = None  #: earlier lead of the same batch
+    contributions: list[ScoreContribution] = attrs.field(factory=list)
+    out: str | None = None  #: None while alive; "quarantined" | "rejected" | "review"
+    error: tuple[str, str | None, str] | None = None  #: step, plugin, error
+
+
+@attrs.define(slots=True)
+class BatchResult:
+    """What happened to a batch. ``lead_ids`` holds new and merged-into leads in input order."""
+
+    created: list[int] = attrs.field(factory=list)
+    merged: list[int] = attrs.field(factory=list)
+    quarantined: list[int] = attrs.field(factory=list)  #: quarantine ids
+    rejected: int = 0
+    existing: int = 0  #: already stored (same origin key): nothing done
+    lead_ids: list[int | None] = attrs.field(factory=list)
+
+
+class Pipeline:
+    """Runs the decision steps for one workspace and persists the outcome."""
+
+    def __init__(self, crm: Crm, workspace: str, *, mode: Mode = "intake", now: dt.datetime | None = None) -> None:
+        self.crm = crm
+        self.workspace = workspace
+        self.mode = mode
+        self.now = now or crm.now()
+        self.ctx = HookContext(crm=crm, workspace=workspace, now=self.now, mode=mode, events_loader=crm.load_events)
+
+    # ------------------------------------------------------------------ decision steps
+    def decide(self, items: list[Item], *, skip: Iterable[str] = ()) -> None:
+        """Run every decision step over the live items, in place."""
+        skipped = set(skip)
+        for step, hook in STEPS:
+            if step in skipped:
+                continue
+            live = [it for it in items if it.out is None and it.merge_into is None and it.merge_into_item is None]
+            if not live:
+                return
+            self.ctx.extra["batch_ids"] = [it.lead.id for it in live if it.lead.id is not None]
+            for plugin, impl in self.crm.plugins.impls(hook, self.workspace):
+                live = [it for it in live if it.out is None]
+                if not live:
+                    break
+                results = self._call(step, hook, plugin, impl, live)
+                self._apply(step, plugin, live, results)
+            if step == "score":
+                self._finish_scores([it for it in live if it.out is None])
+
+    def _kwargs(self, hook: str, leads: list[Lead]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"leads": leads, "ctx": self.ctx}
+        if hook == "crm_qualify_leads":
+            kwargs["scores"] = [lead.score for lead in leads]
+        return kwargs
+
+    def _call(self, step: str, hook: str, plugin: str, impl: Any, live: list[Item]) -> list[tuple[int, Any]]:
+        """Call one implementation on the batch; on failure, isolate the failing leads.
+
+        Returns ``(position in live, record)`` pairs.
+        """
+        leads = [it.lead for it in live]
+        try:
+            result = self.crm.plugins.call_impl(plugin, impl, self._kwargs(hook, leads), self.workspace)
+            records = _as_list(result)
+            return [(rec.index, _stamp(rec, plugin)) for rec in records]
+        except Exception as batch_exc:
+            if len(live) == 1:
+                self._quarantine(live[0], step, plugin, batch_exc)
+                return []
+            log.info("plugin %s failed in %s on a batch of %d; isolating: %s", plugin, hook, len(live), batch_exc)
+        out: list[tuple[int, Any]] = []
+        for pos, it in enumerate(live):
+            try:
+                result = self.crm.plugins.call_impl(plugin, impl, self._kwargs(hook, [it.lead]), self.workspace)
+            except Exception as exc:
+                self._quarantine(it, step, plugin, exc)
+                continue
+            for rec in _as_list(result):
+                rec.index = pos
+                out.append((pos, _stamp(rec, plugin)))
+        return out
+
+    def _quarantine(self, it: Item, step: str, plugin: str | None, exc: BaseException | str) -> None:
+        msg = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, str):
+            log.debug("quarantined at %s by %s:\n%s", step, plugin, "".join(traceback.format_exception(exc)))
+        it.out = "quarantined"
+        it.error = (step, plugin, msg)
+
+    def _hist(self, it: Item, type_: str, plugin: str | None, detail: dict[str, Any]) -> None:
+        it.history.append({"type": type_, "at": self.now.isoformat(), "plugin": plugin, "detail": detail})
+
+    def _apply(self, step: str, plugin: str, live: list[Item], results: list[tuple[int, Any]]) -> None:
+        n = len(live)
+        if step in ("verify", "enrich"):
+            for pos, rec in results:
+                if not 0 <= pos < n:
+                    continue
+                it = live[pos]
+                if isinstance(rec, FieldUpdate):
+                    self._set_field(it, rec, step)
+                elif isinstance(rec, Finding):
+                    self._hist(it, "finding", plugin, {"code": rec.code, "message": rec.message, "severity": rec.severity, "field": rec.field, "suggestion": rec.suggestion, "step": step})
+        elif step == "screen":
+            worst: dict[int, ScreenVerdict] = {}
+            for pos, rec in results:
+                if isinstance(rec, ScreenVerdict) and 0 <= pos < n:
+                    prev = worst.get(pos)
+                    if prev is None or _VERDICT_RANK[rec.verdict] > _VERDICT_RANK[prev.verdict]:
+                        worst[pos] = rec
+            for pos, rec in worst.items():
+                it = live[pos]
+                self._hist(it, "screened", plugin, {"verdict": rec.verdict, "reasons": rec.reasons})
+                if rec.verdict == "review":
+                    it.out, it.error = "review", ("screen", plugin, "review: " + "; ".join(rec.reasons))
+                elif rec.verdict == "reject":
+                    it.out, it.error = "rejected", ("screen", plugin, "rejected: " + "; ".join(rec.reasons))
+        elif step == "match":
+            best: dict[int, MatchCandidate] = {}
+            for pos, rec in results:
+                if isinstance(rec, MatchCandidate) and 0 <= pos < n:
+                    if rec.action == "flag":
+                        self._hist(live[pos], "possible_duplicate", plugin, {"lead_id": rec.lead_id, "batch_index": rec.batch_index, "score": rec.score, "rule": rec.rule, "reasons": rec.reasons})
+                        continue
+                    prev = best.get(pos)
+                    if prev is None or rec.score > prev.score:
+                        best[pos] = rec
+            for pos, rec in best.items():
+                it = live[pos]
+                if rec.lead_id is not None:
+                    it.merge_into = rec.lead_id
+                elif rec.batch_index is not None and 0 <= rec.batch_index < n and rec.batch_index != pos:
+                    it.merge_into_item = live[rec.batch_index]
+                else:
+                    continue
+                self._hist(it, "matched", plugin, {"lead_id": rec.lead_id, "score": rec.score, "rule": rec.rule, "reasons": rec.reasons})
+        elif step == "score":
+            for pos, rec in results:
+                if isinstance(rec, ScoreContribution) and 0 <= pos < n:
+                    live[pos].contributions.append(rec)
+        elif step == "qualify":
+            for pos, rec in results:
+                if isinstance(rec, Qualification) and 0 <= pos < n:
+                    self._qualify(live[pos], rec)
+        elif step == "route":
+            chosen: dict[int, Assignment] = {}
+            for pos, rec in results:
+                if isinstance(rec, Assignment) and 0 <= pos < n:
+                    if pos in chosen:
+                        self._hist(live[pos], "route_alternative", plugin, _assignment_detail(rec))
+                    else:
+                        chosen[pos] = rec
+            for pos, rec in chosen.items():
+                it = live[pos]
+                if it.lead.owner == rec.owner and it.lead.team == rec.team and it.lead.assigned_at is not None:
+                    continue  # already there (sticky, recompute)
+                it.lead.owner = rec.owner
+                it.lead.team = rec.team or it.lead.team
+                it.lead.assigned_at = self.now if (rec.owner or rec.team or rec.queue) else None
+                self._hist(it, "assigned", plugin, _assignment_detail(rec))
+                it.stage_events.append(("__assigned__", "", "", plugin))  # marker: write an `assigned` event row
+
+    def _set_field(self, it: Item, rec: FieldUpdate, step: str) -> None:
+        field = rec.field
+        lead = it.lead
+        if field.startswith("attributes."):
+            key = field.split(".", 1)[1]
+            old = lead.attributes.get(key)
+            lead.attributes[key] = rec.value
+        elif field in WRITABLE_FIELDS:
+            old = getattr(lead, field)
+            setattr(lead, field, rec.value)
+        else:
+            self._hist(it, "finding", rec.plugin, {"code": "invalid_field_update", "message": f"field {field!r} cannot be set by plugins", "severity": "error", "field": field, "step": step})
+            return
+        if old != rec.value:
+            self._hist(it, "field_updated", rec.plugin, {"field": field, "old": old, "new": rec.value, "reason": rec.reason, "step": step})
+
+    def _finish_scores(self, live: list[Item]) -> None:
+        for it in live:
+            contribs = it.contributions
+            if not contribs:
+                continue
+            total = 0.0
+            by_plugin: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            rulesets: dict[str, str] = {}
+            for c in contribs:
+                total += c.points
+                by_plugin[c.plugin].append({"rule": c.rule, "points": c.points, "reason": c.reason, "group": c.group, "plugin": c.plugin})
+                if c.ruleset:
+                    rulesets[c.plugin] = c.ruleset
+            total = _clean_number(total)
+            previous = it.lead.score
+            it.lead.score = total
+            it.lead.score_detail = {
+                "score": total,
+                "rulesets": rulesets,
+                "contributions": [row for rows in by_plugin.values() for row in rows],
+            }
+            for plugin, rows in by_plugin.items():
+                self._hist(it, "scored", plugin, {"points": _clean_number(sum(r["points"] for r in rows)), "contributions": rows, "ruleset": rulesets.get(plugin)})
+            if previous != total:
+                it.stage_events.append(("__scored__", str(previous), str(total), None))
+
+    def _qualify(self, it: Item, rec: Qualification) -> None:
+        lead = it.lead
+        if rec.grade is not None and rec.grade != lead.grade:
+            self._hist(it, "graded", rec.plugin, {"grade": rec.grade, "previous": lead.grade, "reason": rec.reason})
+            lead.grade = rec.grade
+        if rec.stage is not None:
+            try:
+                target = check_transition(lead.stage, rec.stage, lead_id=lead.id)
+            except TransitionError as exc:
+                self._hist(it, "stage_refused", rec.plugin, {"to": rec.stage, "reason": rec.reason, "error": str(exc)})
+                return
+            if target != lead.stage:
+                it.stage_events.append((lead.stage.value, target.value, rec.reason, rec.plugin))
+                lead.stage = target
+
+    # ------------------------------------------------------------------ persistence
+    def persist(self, conn: sa.Connection, items: list[Item]) -> BatchResult:
+        """Write the outcome of a decided batch in the caller's transaction."""
+        res = BatchResult()
+        ws = self.workspace
+        now = self.now
+        alive = [it for it in items if it.out is None and it.merge_into is None and it.merge_into_item is None and it.lead.id is None]
+        # Idempotency: a lead whose origin key is already stored is not inserted again.
+        keys = [it.lead.origin_key for it in alive if it.lead.origin_key]
+        stored: dict[str, int] = {}
+        for chunk in _chunks(keys, 500):
+            rows = conn.execute(
+                sa.select(schema.leads.c.origin_key, schema.leads.c.id).where(
+                    schema.leads.c.workspace == ws, schema.leads.c.origin_key.in_(chunk)
+                )
+            ).all()
+            stored.update({k: i for k, i in rows})
+        seen: set[str] = set()
+        new: list[Item] = []
+        for it in alive:
+            key = it.lead.origin_key
+            if key and (key in stored or key in seen):
+                it.lead.id = stored.get(key)
+                it.out = "existing"
+                res.existing += 1
+                continue
+            if key:
+                seen.add(key)
+            new.append(it)
+        ids = allocate_ids(conn, schema.leads, len(new))
+        rows = []
+        events: list[tuple[Any, ...]] = []
+        t = ts(now, conn)
+        for it, lead_id in zip(new, ids):
+            lead = it.lead
+            lead.id = lead_id
+            lead.workspace = ws
+            lead.created_at = lead.updated_at = now
+            lead.capture_id = it.capture_id if it.capture_id is not None else lead.capture_id
+            rows.append((
+                lead_id, ws, lead.stage.value, lead.status, lead.first_name, lead.last_name, lead.email,
+                lead.email.strip().lower() if lead.email else None, lead.phone, lead.company, lead.title,
+                lead.country, lead.region, lead.city, lead.postal_code, lead.source, lead.campaign, lead.language,
+                lead.timezone, dumps(lead.interests or None), dumps(lead.attributes or None), dumps(lead.consent or None),
+                lead.score, lead.grade, dumps(lead.score_detail), lead.owner, lead.team, lead.capture_id,
+                lead.origin_key, dumps(it.history or None), t, t, ts(lead.assigned_at, conn),
+            ))  # fmt: skip
+            self._event_rows(conn, it, events)
+        bulk_insert(conn, schema.leads, INSERT_COLUMNS, rows)
+        fix_sequence(conn, schema.leads)
+        res.created = ids
+        # Merges into stored leads and into earlier leads of this batch.
+        for it in items:
+            if it.out is None and (it.merge_into is not None or it.merge_into_item is not None):
+                target = it.merge_into if it.merge_into is not None else (it.merge_into_item.lead.id if it.merge_into_item else None)
+                if target is None:
+                    continue
+                if self.crm.merge_into(conn, target, it.lead, workspace=ws, plugin=_last_plugin(it.history, "matched"), history=it.history, now=now):
+                    it.lead.id = target
+                    res.merged.append(target)
+                else:
+                    self._quarantine(it, "match", None, f"merge target lead {target} does not exist")
+        # Quarantine and rejects.
+        q_rows = []
+        for it in items:
+            if it.out in ("quarantined", "review", "rejected"):
+                step, plugin, error = it.error or ("?", None, "?")
+                status = {"quarantined": "open", "review": "review", "rejected": "rejected"}[it.out]
+                q_rows.append({
+                    "workspace": ws, "capture_id": it.capture_id, "item_index": it.item_index,
+                    "lead": {**lead_to_document(it.lead), "origin_key": it.lead.origin_key, "history": it.history},
+                    "step": step, "plugin": plugin, "error": error[:4000], "status": status, "created_at": now,
+                })  # fmt: skip
+                if it.out == "rejected":
+                    res.rejected += 1
+        if q_rows:
+            q_ids = conn.execute(schema.quarantine.insert().returning(schema.quarantine.c.id), q_rows).scalars().all()
+            res.quarantined.extend(q_ids)
+        if events:
+            bulk_insert(conn, schema.events, EVENT_COLUMNS, events)
+            fix_sequence(conn, schema.events)
+        res.lead_ids = [it.lead.id if it.out in (None, "existing") else None for it in items]
+        return res
+
+    def _event_rows(self, conn: sa.Connection, it: Item, events: list[tuple[Any, ...]]) -> None:
+        """``events`` rows that analytics and observers need, for a lead being inserted."""
+        t = ts(self.now, conn)
+        for frm, to, reason, plugin in it.stage_events:
+            if frm == "__assigned__":
+                det = next((h for h in reversed(it.history) if h["type"] == "assigned"), None)
+                events.append((self.workspace, it.lead.id, None, "assigned", t, plugin, dumps(det["detail"] if det else {})))
+            elif frm == "__scored__":
+                continue  # the intake score lives in the lead's intake history
+            else:
+                events.append((self.workspace, it.lead.id, None, "stage_changed", t, plugin, dumps({"from": frm, "to": to, "reason": reason})))
+
+    def observe(self, items: list[Item], res: BatchResult) -> None:
+        """Tell observers what was committed (failures are logged, never raised)."""
+        ws = self.workspace
+        created = set(res.created)
+        captured = [Event("captured", self.now, None, {"capture_id": it.capture_id, "source": it.lead.source}, lead_id=it.lead.id) for it in items if it.lead.id in created and it.out is None]
+        staged = [
+            Event("stage_changed", self.now, p, {"from": f, "to": t, "reason": r}, lead_id=it.lead.id)
+            for it in items if it.out is None and it.lead.id is not None
+            for f, t, r, p in it.stage_events if not f.startswith("__")
+        ]  # fmt: skip
+        assigned = [
+            Event("assigned", self.now, p, {"owner": it.lead.owner, "team": it.lead.team}, lead_id=it.lead.id)
+            for it in items if it.out is None and it.lead.id is not None
+            for f, _t, _r, p in it.stage_events if f == "__assigned__"
+        ]  # fmt: skip
+        quarantined = [Event("quarantined", self.now, (it.error or (None, None, None))[1], {"step": (it.error or ("",))[0], "error": (it.error or ("", "", ""))[2], "capture_id": it.capture_id}) for it in items if it.out in ("quarantined", "review")]
+        pm = self.crm.plugins
+        if captured:
+            pm.notify("crm_leads_captured", workspace=ws, events=captured, ctx=self.ctx)
+        if staged:
+            pm.notify("crm_stage_changed", workspace=ws, events=staged, ctx=self.ctx)
+        if assigned:
+            pm.notify("crm_leads_assigned", workspace=ws, events=assigned, ctx=self.ctx)
+        if quarantined:
+            pm.notify("crm_leads_quarantined", workspace=ws, events=quarantined, ctx=self.ctx)
+
+
+def _as_list(result: Any) -> list[Any]:
+    if result is None:
+        return []
+    if isinstance(result, list):
+        return result
+    return list(result)
+
+
+def _stamp(rec: Any, plugin: str) -> Any:
+    if not getattr(rec, "plugin", None):
+        rec.plugin = plugin
+    return rec
+
+
+def _assignment_detail(rec: Assignment) -> dict[str, Any]:
+    return {"owner": rec.owner, "team": rec.team, "queue": rec.queue, "rule": rec.rule, "reason": rec.reason, "explanation": rec.explanation}
+
+
+def _last_plugin(history: list[dict[str, Any]], type_: str) -> str | None:
+    for h in reversed(history):
+        if h["type"] == type_:
+            return h["plugin"]
+    return None
+
+
+def _clean_number(x: float) -> float:
+    """Sums of float points: drop binary noise (0.1+0.2) so totals print as typed."""
+    r = round(x, 9)
+    return float(int(r)) if r == int(r) else r
+
+
+def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]
+
+
+def make_items(leads: Sequence[Lead], capture_id: int | None, start: int = 0) -> list[Item]:
+    return [Item(lead, capture_id, start + i) for i, lead in enumerate(leads)]
+
+
+Callback = Callable[[BatchResult], None]
