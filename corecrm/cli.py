@@ -24,6 +24,10 @@ class OverlayGroup(click.Group):
 
     def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
         obj = ctx.find_object(CliState)
+        if obj is None and ctx.parent is None:
+            # The root resolves its sub-command before its callback runs: make
+            # the state from the root options now, so plugin groups are found.
+            obj = ctx.obj = CliState(ctx.params.get("config"), ctx.params.get("workspace"), ctx.params.get("database"))
         if obj is None:
             return {}
         try:
@@ -89,7 +93,7 @@ class RootGroup(OverlayGroup):
 @click.pass_context
 def main(ctx: click.Context, config: str | None, workspace: str | None, database: str | None) -> None:
     """corecrm: a small CRM core whose behaviour lives in plugins."""
-    obj = CliState(config, workspace, database)
+    obj = ctx.find_object(CliState) or CliState(config, workspace, database)
     ctx.obj = obj
     ctx.call_on_close(obj.close)
 
