@@ -15,8 +15,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from corecrm.lifecycle import Stage
 from corecrm.models import Lead
+from corecrm.rows import lead_from_row
 from corecrm.storage import schema
 
 metadata = sa.MetaData()
@@ -31,13 +31,6 @@ dedup_keys = sa.Table(
     sa.Index("ix_dedup_keys_workspace_lead", "workspace", "lead_id"),
 )
 
-#: Lead columns read back into :class:`Lead` objects (JSON columns decoded).
-_LEAD_FIELDS = (
-    "id", "workspace", "stage", "status", "first_name", "last_name", "email", "phone", "company", "title", "country",
-    "region", "city", "postal_code", "source", "campaign", "language", "timezone", "interests", "attributes", "consent",
-    "score", "grade", "owner", "team", "capture_id", "origin_key", "created_at", "updated_at", "merged_into", "customer_id",
-)
-_JSON_FIELDS = ("interests", "attributes", "consent")
 #: Statuses whose leads take part in matching (a merged-away lead lives on in its survivor).
 MATCHABLE = ("open", "disqualified", "converted")
 _CHUNK = 2000
@@ -57,17 +50,6 @@ def _decode(v: Any) -> Any:
     return v
 
 
-def lead_from_row(row: Any) -> Lead:
-    m = row._mapping
-    kw = {f: m[f] for f in _LEAD_FIELDS if f in m}
-    for f in _JSON_FIELDS:
-        if f in kw:
-            kw[f] = _decode(kw[f]) or ([] if f == "interests" else {})
-    if "stage" in kw and kw["stage"] is not None:
-        kw["stage"] = Stage(kw["stage"])
-    return Lead(**kw)
-
-
 def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
@@ -76,35 +58,33 @@ def _chunks(seq: Sequence[Any], n: int = _CHUNK) -> Iterator[Sequence[Any]]:
 def load_leads(conn: Connection, workspace: str, ids: Iterable[int], *, matchable_only: bool = True) -> dict[int, Lead]:
     """Stored leads by id, in one query per couple of thousand ids."""
     t = schema.leads
-    cols = [t.c[f] for f in _LEAD_FIELDS]
     out: dict[int, Lead] = {}
     for part in _chunks(sorted(set(ids))):
-        q = sa.select(*cols).where(t.c.workspace == workspace, t.c.id.in_(part))
+        q = sa.select(t).where(t.c.workspace == workspace, t.c.id.in_(part))
         if matchable_only:
             q = q.where(t.c.status.in_(MATCHABLE))
-        for row in conn.execute(q):
-            out[row.id] = lead_from_row(row)
+        for row in conn.execute(q).mappings():
+            out[row["id"]] = lead_from_row(row)
     return out
 
 
 def iter_leads(conn: Connection, workspace: str, batch: int = 5000) -> Iterator[Lead]:
     """Every matchable lead of the workspace, streamed in id order."""
     t = schema.leads
-    cols = [t.c[f] for f in _LEAD_FIELDS]
     last = 0
     while True:
         q = (
-            sa.select(*cols)
+            sa.select(t)
             .where(t.c.workspace == workspace, t.c.status.in_(MATCHABLE), t.c.id > last)
             .order_by(t.c.id)
             .limit(batch)
         )
-        rows = conn.execute(q).all()
+        rows = conn.execute(q).mappings().all()
         if not rows:
             return
         for row in rows:
             yield lead_from_row(row)
-        last = rows[-1].id
+        last = rows[-1]["id"]
 
 
 def lookup(conn: Connection, workspace: str, keys: Iterable[str]) -> dict[str, list[int]]:
