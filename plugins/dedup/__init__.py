@@ -15,13 +15,27 @@ first use only.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Mapping, Sequence
 
 from corecrm.hooks import hookimpl
 from corecrm.records import Setting
 
-#: Key in ``ctx.extra`` of stored leads a batch merged into: re-indexed after commit.
-_REINDEX = "dedup_reindex"
+#: Stored leads a batch merged into, per CRM and workspace: their keys are
+#: rebuilt from the committed rows by the next batch (or the observer), since
+#: a merge may have filled fields that give them new keys.
+_PENDING: "weakref.WeakKeyDictionary[Any, dict[str, set[int]]]" = weakref.WeakKeyDictionary()
+
+
+def _reindex_pending(crm: Any, workspace: str, matcher: Any) -> None:
+    from corecrm_plugins.dedup import store
+
+    ids = _PENDING.get(crm, {}).pop(workspace, None)
+    if not ids:
+        return
+    with crm.engine.begin() as conn:
+        leads = store.load_leads(conn, workspace, ids)
+        store.index_leads(conn, workspace, [(i, matcher.keys(lead)) for i, lead in leads.items()], replace=True)
 
 
 def _validate_keys(value: Any, key: str) -> None:
@@ -73,8 +87,10 @@ def crm_match_leads(leads: Sequence[Any], ctx: Any, settings: Mapping[str, Any])
 
     matcher = matcher_for(settings)
     out: list[Any] = []
-    engine = getattr(getattr(ctx, "crm", None), "engine", None)
+    crm = getattr(ctx, "crm", None)
+    engine = getattr(crm, "engine", None)
     if engine is not None:
+        _reindex_pending(crm, ctx.workspace, matcher)
         with engine.connect() as conn:
             out = match_stored(leads, matcher, conn, ctx.workspace, limit=int(settings.get("max_candidates", 3)))
     if settings.get("within_batch", True) and len(leads) > 1:
@@ -84,8 +100,8 @@ def crm_match_leads(leads: Sequence[Any], ctx: Any, settings: Mapping[str, Any])
         for c in out:
             c.action = "flag"
     merging = {c.lead_id for c in out if c.action == "merge" and c.lead_id is not None}
-    if merging and ctx is not None and getattr(ctx, "mode", "") != "simulate":
-        ctx.extra.setdefault(_REINDEX, set()).update(merging)
+    if merging and crm is not None and getattr(ctx, "mode", "") != "simulate":
+        _PENDING.setdefault(crm, {}).setdefault(ctx.workspace, set()).update(merging)
     return out
 
 
@@ -96,16 +112,13 @@ def crm_leads_captured(events: Sequence[Any], ctx: Any, settings: Mapping[str, A
     from corecrm_plugins.dedup.match import matcher_for
 
     new_ids = [e.lead_id for e in events if e.lead_id is not None]
-    touched = set(ctx.extra.pop(_REINDEX, ()) or ())
-    if not new_ids and not touched:
-        return
     matcher = matcher_for(settings)
+    _reindex_pending(ctx.crm, ctx.workspace, matcher)
+    if not new_ids:
+        return
     with ctx.crm.engine.begin() as conn:
-        leads = store.load_leads(conn, ctx.workspace, set(new_ids) | touched)
-        fresh = [(i, matcher.keys(leads[i])) for i in new_ids if i in leads]
-        store.index_leads(conn, ctx.workspace, fresh, replace=False)
-        again = [(i, matcher.keys(leads[i])) for i in touched if i in leads]
-        store.index_leads(conn, ctx.workspace, again, replace=True)
+        leads = store.load_leads(conn, ctx.workspace, new_ids)
+        store.index_leads(conn, ctx.workspace, [(i, matcher.keys(leads[i])) for i in new_ids if i in leads], replace=False)
 
 
 @hookimpl
