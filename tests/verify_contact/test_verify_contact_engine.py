@@ -104,12 +104,13 @@ def test_phone_to_e164_with_the_lead_country_as_default_region():
     assert updates(run([Lead(phone="020 7946 0958")], phone_default_region="GB"))["phone"] == "+442079460958"
 
 
-def test_phone_check_is_cached_per_value():
-    phones.check_phone.cache_clear()
-    for _ in range(3):
-        phones.check_phone("020 7946 0958", "GB")
-    info = phones.check_phone.cache_info()
-    assert (info.hits, info.misses) == (2, 1)
+def test_phone_check_is_cached_per_distinct_number():
+    phones._check.cache_clear()
+    for typed in ("020 7946 0958", "020-7946-0958", "(020) 7946 0958"):
+        phones.check_phone(typed, "GB")
+    info = phones._check.cache_info()
+    assert (info.hits, info.misses) == (2, 1)  # three spellings, one library call
+    assert phones.canonical(" +44 (20) 7946-0958 ") == "+442079460958" and phones.canonical("0800 FLOWERS") == "0800 FLOWERS"
 
 
 # --------------------------------------------------------------------------- geo
@@ -201,3 +202,37 @@ def test_burst_within_a_batch():
     assert [(v.index, v.verdict) for v in verdicts] == [(3, "review"), (4, "review")]
     assert "lead number 4 from attributes.ip=203.0.113.9" in verdicts[0].reasons[0]
     assert screen_batch(leads, {**DEFAULTS, "burst_limit": 3, "burst_field": ""}) == []
+
+
+# --------------------------------------------------------------------------- phone fast path = library
+
+
+def _example_inputs():
+    import phonenumbers as pn
+    from phonenumbers import PhoneNumberFormat as F
+    from phonenumbers import PhoneNumberType as T
+
+    for region in sorted(pn.SUPPORTED_REGIONS):
+        for t in (T.FIXED_LINE, T.MOBILE, T.TOLL_FREE, T.PREMIUM_RATE, T.VOIP, T.UAN):
+            ex = pn.example_number_for_type(region, t)
+            if ex is None:
+                continue
+            for fmt in (F.NATIONAL, F.INTERNATIONAL):
+                s = pn.format_number(ex, fmt)
+                for text in (s, s[:-1], s + "7"):
+                    for default in (region, "US"):
+                        yield text, default
+
+
+def test_phone_fast_path_matches_the_library_on_every_shipped_example_number():
+    mismatches = [(t, r) for t, r in _example_inputs() if phones.check_phone(t, r) != phones.library_check(t, r)]
+    assert mismatches == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet="0123456789 -().+/", min_size=1, max_size=22),
+    region=st.sampled_from(["GB", "US", "DE", "FR", "IN", "BR", "AU", "IT", "JP", "CA", None]),
+)
+def test_phone_fast_path_matches_the_library_on_generated_text(text, region):
+    assert phones.check_phone(text, region) == phones.library_check(text, region)
