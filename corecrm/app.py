@@ -158,6 +158,34 @@ class Crm(operations.Operations):
             self._formats[ws] = self.plugins.collect_named("crm_capture_formats", workspace=ws, what="capture format")
         return self._formats[ws]
 
+    def capture_sources(self, workspace: str | None = None) -> dict[str, Any]:
+        """Pollable sources the enabled plugins declare (``crm_capture_sources``)."""
+        return self.plugins.collect_named("crm_capture_sources", workspace=self.ws(workspace), what="capture source")
+
+    def import_formats(self, workspace: str | None = None) -> dict[str, Any]:
+        return self.plugins.collect_named("crm_import_formats", workspace=self.ws(workspace), what="import format")
+
+    def import_format_for(self, path: str | os.PathLike[str], workspace: str | None = None) -> Any:
+        """The import format for a file, by its extension; a clear error when none fits."""
+        name = str(path).lower()
+        formats = self.import_formats(workspace)
+        for fmt in formats.values():
+            if any(name.endswith(ext.lower()) for ext in fmt.extensions):
+                return fmt
+        known = ", ".join(sorted({e for f in formats.values() for e in f.extensions})) or "none installed"
+        raise CaptureError(f"{path}: no import format for this file type (known: {known})")
+
+    def customer_values(self, customer_ids: Sequence[int], *, workspace: str | None = None) -> list[Any]:
+        """Customer values from every plugin that estimates them (observer-style: failures are logged)."""
+        from corecrm.context import HookContext
+
+        ws = self.ws(workspace)
+        ctx = HookContext(crm=self, workspace=ws, now=self.now(), mode="event", events_loader=self.load_events)
+        out: list[Any] = []
+        for _plugin, recs in self.plugins.each("crm_customer_values", workspace=ws, observer=True, customer_ids=list(customer_ids), ctx=ctx):
+            out.extend(recs)
+        return out
+
     def choose_format(self, raw: RawCapture, workspace: str | None = None) -> CaptureFormat:
         formats = self.capture_formats(workspace)
         if raw.format:
