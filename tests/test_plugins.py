@@ -38,7 +38,7 @@ def test_disabled_plugin_is_never_imported(tmp_path):
         from corecrm.app import Crm
         crm = Crm.open()
         assert not crm.plugins.is_loaded("capture_json")
-        print(sorted(m for m in sys.modules if m.startswith("corecrm_plugins.")))
+        print(sorted(m for m in sys.modules if m.startswith("corecrm_plugins.capture_json")))
     """)
     out = run_py(code, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
