@@ -7,7 +7,8 @@ accepts them). Signals:
 
 ``disposable_email``        the address is at a throw-away mailbox provider
 ``role_email``              ``info@``, ``sales@``… (a function, not a person)
-``invalid_email``           an e-mail was given and it is not a valid address
+``invalid_email``           an e-mail was given and it is not a valid address (accepted by
+                            default: bad data, not fraud; the finding stays on the lead)
 ``honeypot``                a field humans never see (hidden in the form) was filled
 ``phone_country_mismatch``  the phone belongs to another country than the one stated
 ``burst``                   more than ``burst_limit`` leads from one sender (``burst_field``)
@@ -30,7 +31,7 @@ VERDICTS: tuple[str, ...] = ("accept", "review", "reject")
 DEFAULT_ACTIONS: dict[str, str] = {
     "disposable_email": "review",
     "role_email": "accept",
-    "invalid_email": "review",
+    "invalid_email": "accept",
     "honeypot": "reject",
     "phone_country_mismatch": "review",
     "burst": "review",

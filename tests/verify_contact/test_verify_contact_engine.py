@@ -190,7 +190,7 @@ def test_screening_verdicts_and_reasons():
     assert verdicts[2].verdict == "accept" and verdicts[2].reasons[0].startswith("role_email")
     assert verdicts[3].verdict == "reject" and "attributes.honeypot" in verdicts[3].reasons[0]
     assert verdicts[4].verdict == "review" and "US number" in verdicts[4].reasons[0]
-    assert verdicts[5].verdict == "review" and verdicts[5].reasons[0].startswith("invalid_email")
+    assert verdicts[5].verdict == "accept" and verdicts[5].reasons[0].startswith("invalid_email")
     strict = screen_batch(leads, {**DEFAULTS, "screen_actions": {"disposable_email": "reject", "role_email": "review"}})
     assert {v.index: v.verdict for v in strict}[1] == "reject"
     assert {v.index: v.verdict for v in strict}[2] == "review"
