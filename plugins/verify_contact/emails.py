@@ -38,7 +38,10 @@ class EmailCheck(NamedTuple):
 def _special_use() -> frozenset[str]:
     from email_validator import SPECIAL_USE_DOMAIN_NAMES
 
-    return frozenset(SPECIAL_USE_DOMAIN_NAMES)
+    names = frozenset(SPECIAL_USE_DOMAIN_NAMES)
+    if any("." in n for n in names):  # a future version with dotted names: keep the fast path exact
+        raise RuntimeError("email-validator special-use names are no longer single labels")
+    return names
 
 
 _SPECIAL: frozenset[str] | None = None
@@ -55,8 +58,9 @@ def fast_check(value: str) -> EmailCheck | None:
         return None  # length limits and IDNA ("xn--") labels: let the library decide
     if _SPECIAL is None:
         _SPECIAL = _special_use()
-    tld = domain.rsplit(".", 1)[1]
-    if tld in _SPECIAL or any(domain.endswith("." + s) or domain == s for s in _SPECIAL):
+    # Every special-use name email-validator refuses is a single label (test, local, onion…),
+    # and the shape above always has a dot: the last label decides.
+    if domain.rsplit(".", 1)[1] in _SPECIAL:
         return None
     return EmailCheck(f"{local}@{domain}", None, domain, local)
 
@@ -144,6 +148,7 @@ def bundled_disposable_domains() -> frozenset[str]:
     return frozenset(blocklist)
 
 
+@lru_cache(maxsize=65536)
 def is_disposable(domain: str, extra: frozenset[str] = frozenset(), allow: frozenset[str] = frozenset()) -> bool:
     """True for a throw-away mailbox domain (or a parent of it), unless allow-listed."""
     domain = domain.lower()
