@@ -139,7 +139,8 @@ def time_sql_update(url: str) -> float:
     eng = make_engine(url)
     t0 = time.perf_counter()
     with eng.begin() as conn:
-        conn.exec_driver_sql(f"UPDATE leads SET score = {SQL_SCORE} WHERE workspace = 'default' AND status <> 'merged'")
+        # text(): SQLAlchemy escapes the LIKE patterns' % for psycopg's placeholders
+        conn.execute(sa.text(f"UPDATE leads SET score = {SQL_SCORE} WHERE workspace = 'default' AND status <> 'merged'"))
     t = time.perf_counter() - t0
     eng.dispose()
     return t

@@ -108,7 +108,7 @@ def test_config_check_names_the_bad_rule(home):
     (home / "corecrm.toml").write_text(text.replace('op = "regex"', 'op = "regexp"', 1))
     res = cli("config", "check", ok=False)
     assert res.exit_code == 1
-    assert "plugins.scoring_basic.rules[0].op: unknown operator 'regexp'" in res.output
+    assert f"{home / 'corecrm.toml'}: plugins.scoring_basic.rules[0].op: unknown operator 'regexp'" in res.output
     assert len(res.output.strip().splitlines()) == 1
 
 
