@@ -130,7 +130,6 @@ def main() -> None:
     b1 = timed(singles, runs)
 
     # the hook against SQLite with 20,000 stored, assigned leads
-    import sqlalchemy as sa
 
     from corecrm.context import HookContext
     from corecrm.storage import schema

@@ -14,11 +14,10 @@ predicate calls per lead, not 50.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import attrs
 
-from corecrm.errors import ConfigError
 from corecrm.models import Lead
 from corecrm_plugins.routing_geo import geo
 from corecrm_plugins.routing_geo.model import Directory, err
@@ -492,5 +491,4 @@ def shadow_warnings(rules: Sequence[Rule], prefix: str) -> list[tuple[str, str]]
     return out
 
 
-Predicate = Callable[[Lead], bool]
-__all__ = ["Rule", "Ruleset", "parse_rules", "shadow_warnings", "lead_geo", "explain_miss", "ConfigError"]
+__all__ = ["Rule", "Ruleset", "explain_miss", "lead_geo", "parse_rules", "shadow_warnings"]

@@ -350,4 +350,4 @@ def row_to_lead(row: Mapping[str, Any]) -> Lead:
     )
 
 
-__all__ = ["ensure_schema", "is_postgres", "load_snapshot", "metadata", "record_assignments"]
+__all__ = ["ensure_schema", "load_overlay", "load_snapshot", "metadata", "record_assignments", "restart_sla"]
