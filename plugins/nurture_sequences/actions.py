@@ -68,8 +68,8 @@ def confirm(rt: Runtime, token: str, *, now: dt.datetime) -> dict[str, Any]:
     lead_id, channel, purpose, address = int(data["l"]), str(data["c"]), str(data["p"]), data.get("a")
     with rt.engine.begin() as conn:
         st = consent_mod.states(conn, rt.workspace, [lead_id], channel, purpose).get(lead_id)
-        if st is not None and st.status == "opted_out" and st.at > now:
-            raise CrmError(f"lead {lead_id} opted out after this confirmation was requested")
+        if st is not None and st.status == "opted_out":
+            raise CrmError(f"lead {lead_id} opted out of {channel}/{purpose} after this confirmation was requested; nothing changed")
         entry = consent_mod.ConsentEntry(lead_id, channel, purpose, "opted_in", now, "double_opt_in", address, {"token": tokens.fingerprint(token)})
         consent_mod.record(conn, rt.workspace, [entry], recorded_at=now)
         write_events(conn, rt.workspace, [(lead_id, "consent_confirmed", now, {"channel": channel, "purpose": purpose, "address": entry.address})])

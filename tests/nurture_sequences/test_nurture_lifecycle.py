@@ -87,6 +87,9 @@ def test_stage_change_and_conversion_rules(nurture_crm, smtp):
     assert rows["winback"]["exited"] == 1 and rows["winback"]["exited_by_reason"] == "converted=1"
     assert rows["onboarding"]["sent"] == 1 and rows["onboarding"]["active"] == 1
     assert rows["winback"]["converted"] == 1 and rows["winback"]["conversion_rate"] == 1.0
+    assert run_report(crm.engine, crm.workspace, T0.date(), T0.date()).rows == table.rows  # all enrolled on T0
+    later = run_report(crm.engine, crm.workspace, (T0 + DAY).date(), None)
+    assert later.rows == [] and "in this period" in later.notes[0]
 
 
 def test_date_rule_enrols_a_customer_before_renewal(nurture_crm, smtp):

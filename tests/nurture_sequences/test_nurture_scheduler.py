@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 import sqlalchemy as sa
+
+from corecrm.errors import CrmError
 
 from nurture_testkit import T0, backend_url, consent_in, enrol, nurture_crm, run, smtp  # noqa: F401
 
@@ -159,8 +162,15 @@ def test_lead_without_consent_is_never_emailed(nurture_crm, smtp):
     assert run(crm2, T0).sent == 0
     crm2.clock = T0 + dt.timedelta(hours=1)
     confirm(rt, res["confirm_token"], now=crm2.clock)
+    confirm(rt, res["confirm_token"], now=crm2.clock)  # following the link twice is harmless
     enrol(crm2, [p])  # already enrolled: no-op
     assert run(crm2, T0 + 2 * DAY).sent == 1  # step 2 goes; step 1 was skipped while pending
+    # A confirmation link followed after the person opted out changes nothing.
+    (q,) = crm2.add_leads([{"first_name": "Q", "email": "q@example.org"}])
+    req = set_consent(rt, q, "email", "marketing", True, now=crm2.clock, source="form")
+    set_consent(rt, q, "email", "marketing", False, now=crm2.clock, source="phone")
+    with pytest.raises(CrmError, match="opted out"):
+        confirm(rt, req["confirm_token"], now=crm2.clock)
 
 
 def test_retry_with_backoff_then_failed_with_reason(nurture_crm, smtp):
