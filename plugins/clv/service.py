@@ -7,7 +7,6 @@ testable on a bare engine, and the CLI stays a thin layer.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any, Mapping
 
 import sqlalchemy as sa
@@ -224,9 +223,3 @@ def rfm(
         "mean_spend_by_m": [float(s.total[m == k].mean()) if np.any(m == k) else None for k in range(1, 6)],
         "pareto": rfm_mod.pareto_view(s.total),
     }
-
-
-def finite_or_none(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
