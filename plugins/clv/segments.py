@@ -40,7 +40,7 @@ def validate_segments(value: Any, key: str) -> list[dict[str, Any]]:
             raise ConfigError("expected a table with name and r/f/m ranges", key=where)
         unknown = set(rule) - {"name", "r", "f", "m"}
         if unknown:
-            raise ConfigError(f"unknown key (valid: name, r, f, m)", key=f"{where}.{sorted(unknown)[0]}")
+            raise ConfigError("unknown key (valid: name, r, f, m)", key=f"{where}.{sorted(unknown)[0]}")
         name = rule.get("name")
         if not isinstance(name, str) or not name.strip():
             raise ConfigError("expected a segment name", key=f"{where}.name")

@@ -143,8 +143,13 @@ def check_transactions(conn: Connection, workspace: str, today: dt.date) -> dict
     return {"transactions": int(row[0]), "first": first, "last": last}
 
 
-def fetch_aggregates(conn: Connection, workspace: str, until: dt.date, *, margin: float = 1.0):
-    """Per-customer aggregates of the transactions on or before ``until`` (see :class:`summary.Aggregates`)."""
+def fetch_aggregates(conn: Connection, workspace: str, until: dt.date, *, margin: float = 1.0, with_margin: bool = True):
+    """Per-customer aggregates of the transactions on or before ``until`` (see :class:`summary.Aggregates`).
+
+    ``with_margin=False`` leaves the historic margin at 0 and never reads
+    ``cost``, so the query is answered from the (workspace, customer_id, at,
+    amount) index alone: fits do not need it.
+    """
     import numpy as np
 
     from corecrm_plugins.clv.summary import Aggregates
@@ -157,10 +162,11 @@ def fetch_aggregates(conn: Connection, workspace: str, until: dt.date, *, margin
         key = "CAST(at AS TEXT) || '|' || CAST(amt AS TEXT)"
     else:
         key = "at || '|' || printf('%.17g', amt)"
+    marg = "SUM(CASE WHEN cost IS NULL THEN amount * :margin ELSE amount - cost END)" if with_margin else "0"
     sql = f"""
         WITH d AS (
             SELECT customer_id, at, SUM(amount) AS amt,
-                   SUM(CASE WHEN cost IS NULL THEN amount * :margin ELSE amount - cost END) AS marg
+                   {marg} AS marg
             FROM transactions
             WHERE workspace = :ws AND at <= :until
             GROUP BY customer_id, at
