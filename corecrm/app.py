@@ -6,11 +6,13 @@ instances as they like, each with its own plugin manager.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
 import sqlalchemy as sa
@@ -389,6 +391,11 @@ class Crm(operations.Operations):
         """
         ws = self.ws(workspace)
         total = BatchResult()
+        with _gc_paused():
+            self._intake_batches(leads, ws, capture_id, mode, total)
+        return total
+
+    def _intake_batches(self, leads: Sequence[Lead], ws: str, capture_id: int | None, mode: str, total: BatchResult) -> None:
         for start in range(0, len(leads), BATCH_SIZE):
             chunk = leads[start : start + BATCH_SIZE]
             for lead in chunk:
@@ -405,7 +412,6 @@ class Crm(operations.Operations):
             total.rejected += res.rejected
             total.existing += res.existing
             total.lead_ids += res.lead_ids
-        return total
 
     # ------------------------------------------------------------------ retry
     def retry(self, *, workspace: str | None = None, ids: Sequence[int] | None = None, accept_review: bool = False) -> dict[str, int]:
@@ -560,6 +566,23 @@ class Crm(operations.Operations):
             rows = conn.execute(sa.select(q).where(q.c.workspace == ws, q.c.status.in_(list(status))).order_by(q.c.id)).mappings().all()
         return [dict(r) for r in rows]
 
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector on bulk paths.
+
+    A batch allocates hundreds of thousands of small objects that reference
+    counting frees anyway; the collector's generation-0 passes over them cost
+    a third of the pipeline's time (measured with bench/bench_intake.py).
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _dialect_insert(conn: sa.Connection) -> Any:
