@@ -43,7 +43,7 @@ def _positive(value: Any, key: str) -> float:
 
 
 def _segments(value: Any, key: str) -> list[dict[str, Any]]:
-    from corecrm_plugins.clv.rfm import validate_segments
+    from corecrm_plugins.clv.segments import validate_segments
 
     return validate_segments(value, key)
 
@@ -52,7 +52,7 @@ def _segments(value: Any, key: str) -> list[dict[str, Any]]:
 def crm_plugin_settings() -> Iterable[Any]:
     from corecrm.records import Setting
 
-    from corecrm_plugins.clv.rfm import DEFAULT_SEGMENTS
+    from corecrm_plugins.clv.segments import DEFAULT_SEGMENTS
 
     return [
         Setting("model", "str", "bgnbd", "Purchase model `clv predict` uses by default.", choices=("bgnbd", "pareto")),

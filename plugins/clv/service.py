@@ -7,7 +7,6 @@ testable on a bare engine, and the CLI stays a thin layer.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any, Mapping
 
 import sqlalchemy as sa
@@ -18,13 +17,13 @@ from corecrm_plugins.clv.errors import ClvError
 MODEL_CHOICES = ("bgnbd", "pareto", "gg")
 
 
-def _summary(conn, workspace: str, until: dt.date, unit: str, today: dt.date, margin: float):
+def _summary(conn, workspace: str, until: dt.date, unit: str, today: dt.date, margin: float, with_margin: bool = True):
     from corecrm_plugins.clv import summary
 
     info = store.check_transactions(conn, workspace, today)
     if until < info["first"]:
         raise ClvError(f"--until {until.isoformat()} is before the first transaction ({info['first'].isoformat()})")
-    agg = store.fetch_aggregates(conn, workspace, until, margin=margin)
+    agg = store.fetch_aggregates(conn, workspace, until, margin=margin, with_margin=with_margin)
     return summary.summarise(agg, until, unit), info
 
 
@@ -51,7 +50,7 @@ def fit(
         raise ClvError(f"--until {until.isoformat()} is in the future (today is {today.isoformat()})")
     store.ensure_tables(engine)
     with engine.connect() as conn:
-        s, info = _summary(conn, workspace, until, unit, today, float(settings.get("margin", 1.0)))
+        s, info = _summary(conn, workspace, until, unit, today, float(settings.get("margin", 1.0)), with_margin=False)
         holdout_counts = None
         if holdout_end is not None:
             if holdout_end <= until:
@@ -190,7 +189,7 @@ def rfm(
     store.ensure_tables(engine)
     as_of = as_of or now.date()
     with engine.connect() as conn:
-        s, _ = _summary(conn, workspace, as_of, "day", now.date(), 1.0)
+        s, _ = _summary(conn, workspace, as_of, "day", now.date(), 1.0, with_margin=False)
     days_since = day_number(as_of) - s.last_day
     r, f, m = rfm_mod.rfm_scores(days_since, s.n_days, s.total, s.customer_id)
     seg = rfm_mod.assign_segments(r, f, m, segments if segments is not None else rfm_mod.DEFAULT_SEGMENTS)
@@ -224,9 +223,3 @@ def rfm(
         "mean_spend_by_m": [float(s.total[m == k].mean()) if np.any(m == k) else None for k in range(1, 6)],
         "pareto": rfm_mod.pareto_view(s.total),
     }
-
-
-def finite_or_none(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v

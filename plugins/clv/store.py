@@ -143,30 +143,40 @@ def check_transactions(conn: Connection, workspace: str, today: dt.date) -> dict
     return {"transactions": int(row[0]), "first": first, "last": last}
 
 
-def fetch_aggregates(conn: Connection, workspace: str, until: dt.date, *, margin: float = 1.0):
-    """Per-customer aggregates of the transactions on or before ``until`` (see :class:`summary.Aggregates`)."""
+def fetch_aggregates(conn: Connection, workspace: str, until: dt.date, *, margin: float = 1.0, with_margin: bool = True):
+    """Per-customer aggregates of the transactions on or before ``until`` (see :class:`summary.Aggregates`).
+
+    ``with_margin=False`` leaves the historic margin at 0 and never reads
+    ``cost``, so the query is answered from the (workspace, customer_id, at,
+    amount) index alone: fits do not need it.
+    """
     import numpy as np
 
     from corecrm_plugins.clv.summary import Aggregates
 
-    # One pass: purchase days per customer (with each customer's first day as a
-    # window over the grouped rows), then one row per customer. The first day's
-    # amount is summed conditionally, so there is no self-join.
+    # Two GROUP BYs: purchase days per customer, then one row per customer.
+    # The first day's amount rides along in MIN(date || '|' || amount): ISO
+    # dates sort as text, so the minimum is the first day's key. This avoids
+    # a window or a self-join (each ~1.5x the cost of the whole query).
+    if db.is_postgres(conn):
+        key = "CAST(at AS TEXT) || '|' || CAST(amt AS TEXT)"
+    else:
+        key = "at || '|' || printf('%.17g', amt)"
+    marg = "SUM(CASE WHEN cost IS NULL THEN amount * :margin ELSE amount - cost END)" if with_margin else "0"
     sql = f"""
         WITH d AS (
             SELECT customer_id, at, SUM(amount) AS amt,
-                   SUM(CASE WHEN cost IS NULL THEN amount * :margin ELSE amount - cost END) AS marg,
-                   MIN(at) OVER (PARTITION BY customer_id) AS first_at
+                   {marg} AS marg
             FROM transactions
             WHERE workspace = :ws AND at <= :until
             GROUP BY customer_id, at
         ), f AS (
-            SELECT customer_id, first_at, MAX(at) AS last_at, COUNT(*) AS n, SUM(amt) AS total,
-                   SUM(CASE WHEN at = first_at THEN amt ELSE 0 END) AS first_amt, SUM(marg) AS margin
-            FROM d GROUP BY customer_id, first_at
+            SELECT customer_id, MIN(at) AS first_at, MAX(at) AS last_at, COUNT(*) AS n, SUM(amt) AS total,
+                   MIN({key}) AS first_key, SUM(marg) AS margin
+            FROM d GROUP BY customer_id
         )
         SELECT f.customer_id, c.external_id, {_day_expr(conn, 'f.first_at')} AS first_day,
-               {_day_expr(conn, 'f.last_at')} AS last_day, f.n, f.total, f.first_amt, f.margin
+               {_day_expr(conn, 'f.last_at')} AS last_day, f.n, f.total, f.first_key, f.margin
         FROM f
         LEFT JOIN customers c ON c.id = f.customer_id AND c.workspace = :ws
         ORDER BY f.customer_id
@@ -183,7 +193,7 @@ def fetch_aggregates(conn: Connection, workspace: str, until: dt.date, *, margin
         last_day=np.fromiter(cols[3], dtype=np.int64, count=n),
         n_days=np.fromiter(cols[4], dtype=np.int64, count=n),
         total=np.fromiter(cols[5], dtype=float, count=n),
-        first_amount=np.fromiter(cols[6], dtype=float, count=n),
+        first_amount=np.fromiter((float(k.rpartition("|")[2]) for k in cols[6]), dtype=float, count=n),
         margin=np.fromiter(cols[7], dtype=float, count=n),
         external_id=ext,
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -146,3 +145,16 @@ def test_customer_values_before_any_prediction_are_historic(tmp_path):
     assert set(values) == {1, 2}
     assert values[1].kind == "historic_clv" and values[1].value == pytest.approx(40 + 15)  # (100-60) + 50 x 0.3
     assert values[2].value == pytest.approx(15)
+
+
+def test_plugin_import_and_command_listing_stay_light():
+    """`corecrm --help` must stay fast: loading the plugin and its commands imports no numpy/scipy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, corecrm_plugins.clv as p; p.crm_cli_commands(); p.crm_plugin_settings(); p.crm_reports({}); "
+        "print(sorted(m for m in ('numpy', 'scipy', 'sqlalchemy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

@@ -265,3 +265,23 @@ def test_summary_invariants(txs, unit):
         mine = [(d, a) for i, d, a in zip(ids, days, amounts) if i == c]
         assert x == len({d for d, _ in mine}) - 1
         assert math.isclose(total, sum(a for _, a in mine), rel_tol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=200), st.randoms(use_true_random=False))
+def test_quintile_scores_are_balanced_and_deterministic(values, rnd):
+    from corecrm_plugins.clv import rfm
+
+    ids = np.arange(len(values))
+    scores = rfm.quintile_scores(np.array(values, dtype=float), ids)
+    n = len(values)
+    sizes = np.bincount(scores, minlength=6)[1:]
+    assert sizes.sum() == n and sizes.max() - sizes.min() <= 1 + (n < 5) * 1
+    # same input in another row order gives each customer the same score
+    perm = list(range(n))
+    rnd.shuffle(perm)
+    again = rfm.quintile_scores(np.array(values, dtype=float)[perm], ids[perm])
+    assert (again == scores[perm]).all()
+    # a higher value never gets a lower score
+    order = np.lexsort((ids, values))
+    assert np.all(np.diff(scores[order]) >= 0)

@@ -190,3 +190,16 @@ def test_workspaces_are_isolated(engine, cdnow_ws, tmp_path):
     with engine.connect() as conn:
         agg = store.fetch_aggregates(conn, "other", dt.date(2025, 12, 31))
     assert len(agg) == 2 and sorted(agg.external_id.tolist()) == ["1", "2"]
+
+
+def test_time_unit_rescales_alpha_only(engine, cdnow_ws):
+    """BG/NBD in days: r, a, b are unit-free, α scales by 7, and the LL shifts by Σx·ln 7."""
+    import math
+
+    week = service.fit(engine, cdnow_ws, "bgnbd", now=NOW, until=CAL_END, unit="week")
+    day = service.fit(engine, cdnow_ws, "bgnbd", now=NOW, until=CAL_END, unit="day")
+    assert day["unit"] == "day"
+    for k in ("r", "a", "b"):
+        assert day["params"][k] == pytest.approx(week["params"][k], rel=1e-4)
+    assert day["params"]["alpha"] == pytest.approx(7 * week["params"]["alpha"], rel=1e-4)
+    assert day["log_likelihood"] == pytest.approx(week["log_likelihood"] - 2457 * math.log(7), abs=1e-3)
