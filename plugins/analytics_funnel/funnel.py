@@ -55,29 +55,36 @@ def _cohort_sql(conn: sa.Connection, by: str | None, ws_in: str, start: Any, end
 
 
 def reached_counts(conn: sa.Connection, workspaces: Sequence[str], by: str | None, start: Any, end: Any) -> dict[Any, dict[int, int]]:
-    """``{group: {furthest rank: leads}}``; rank -1 = never on the main line."""
+    """``{group: {furthest rank: leads}}``; rank -1 = never on the main line.
+
+    One pass over the cohort's leads joined to their ``stage_changed`` events
+    (the ``(workspace, lead_id)`` index), grouped by lead: the furthest stage
+    is the higher of the events' furthest ``to`` and the current stage.
+    """
     ws_in, binds = c.in_list("ws", workspaces)
     binds.update(start=c.bind_ts(conn, start), end=c.bind_ts(conn, end))
     to_stage = c.json_text(conn, "e.detail", "to")
+    where = [f"l.workspace IN ({ws_in})", "l.merged_into IS NULL"]
+    if start is not None:
+        where.append("l.created_at >= :start")
+    if end is not None:
+        where.append("l.created_at < :end")
+    grp = _group_sql(conn, by)
     sql = f"""
-    WITH cohort AS ({_cohort_sql(conn, by, ws_in, start, end)}),
-    visited AS (
-        SELECT e.lead_id AS id, {to_stage} AS stage
-        FROM events e JOIN cohort ch ON ch.id = e.lead_id
-        WHERE e.workspace IN ({ws_in}) AND e.type = 'stage_changed'
-        UNION ALL
-        SELECT id, stage FROM cohort
-    ),
-    furthest AS (
-        SELECT v.id AS id, MAX({_rank_case('v.stage')}) AS top FROM visited v GROUP BY v.id
+    WITH per_lead AS (
+        SELECT l.id AS id, {grp} AS grp, COALESCE({_rank_case('l.stage')}, -1) AS now_rank,
+               COALESCE(MAX({_rank_case(to_stage)}), -1) AS event_rank
+        FROM leads l LEFT JOIN events e ON e.workspace = l.workspace AND e.lead_id = l.id AND e.type = 'stage_changed'
+        WHERE {' AND '.join(where)}
+        GROUP BY l.id, l.stage{f", {grp}" if by else ""}
     )
-    SELECT ch.grp, COALESCE(f.top, -1) AS top, COUNT(*) AS n
-    FROM cohort ch JOIN furthest f ON f.id = ch.id
-    GROUP BY ch.grp, COALESCE(f.top, -1)
+    SELECT grp, CASE WHEN event_rank > now_rank THEN event_rank ELSE now_rank END AS top, COUNT(*) AS n
+    FROM per_lead
+    GROUP BY 1, 2
     """
     out: dict[Any, dict[int, int]] = defaultdict(dict)
-    for grp, top, n in conn.execute(sa.text(sql), binds):
-        out[grp][int(top)] = int(n)
+    for grp_value, top, n in conn.execute(sa.text(sql), binds):
+        out[grp_value][int(top)] = int(n)
     return dict(out)
 
 
