@@ -23,16 +23,7 @@ class OverlayGroup(click.Group):
     """A group whose commands are the core's plus those plugins add to it."""
 
     def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
-        obj = ctx.find_object(CliState)
-        if obj is None:
-            # click resolves the sub-command before it runs the root callback
-            # that creates the state, so plugin groups (``corecrm mail …``)
-            # would not be found: build the state from the root's parsed options.
-            root = ctx.find_root()
-            if root.command is not main:
-                return {}
-            p = root.params
-            obj = root.obj = CliState(p.get("config"), p.get("workspace"), p.get("database"))
+        obj = _root_state(ctx)
         try:
             table = plugin_command_table(obj)
         except CrmError as exc:
@@ -48,6 +39,17 @@ class OverlayGroup(click.Group):
         if cmd is not None:
             return cmd
         return self._plugin_commands(ctx).get(cmd_name)
+
+
+def _root_state(ctx: click.Context) -> CliState:
+    """The invocation's state. Click resolves subcommands before running the
+    root callback, so the state is built here from the root's parsed options."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        p = root.params
+        root.obj = CliState(p.get("config"), p.get("workspace"), p.get("database"))
+        root.call_on_close(root.obj.close)
+    return root.obj
 
 
 def plugin_command_table(obj: CliState) -> dict[str | None, dict[str, click.Command]]:
@@ -96,9 +98,7 @@ class RootGroup(OverlayGroup):
 @click.pass_context
 def main(ctx: click.Context, config: str | None, workspace: str | None, database: str | None) -> None:
     """corecrm: a small CRM core whose behaviour lives in plugins."""
-    obj = ctx.obj if isinstance(ctx.obj, CliState) else CliState(config, workspace, database)
-    ctx.obj = obj
-    ctx.call_on_close(obj.close)
+    _root_state(ctx)
 
 
 # --------------------------------------------------------------------------- init / demo
@@ -179,6 +179,37 @@ def capture(crm: Any, paths: tuple[str, ...], fmt: str | None, source: str | Non
             click.echo(f"{r.origin}: capture {r.capture_id} {r.status}{why}; leads: {ids}")
     if failed:
         sys.exit(1)
+
+
+@main.group(cls=OverlayGroup)
+def sources() -> None:
+    """Pollable capture sources (mailboxes, feeds) that plugins declare."""
+
+
+@sources.command("list")
+@json_option
+@pass_crm
+def sources_list(crm: Any, as_json: bool) -> None:
+    """List the capture sources of the workspace."""
+    srcs = crm.capture_sources()
+    if as_json:
+        echo_json([{"name": s.name, "kind": s.kind, "plugin": s.plugin, "description": s.description} for s in srcs.values()])
+        return
+    echo_table(["name", "kind", "plugin", "description"], [[s.name, s.kind, s.plugin, s.description] for s in srcs.values()], max_width=70)
+
+
+@sources.command("poll")
+@click.argument("names", nargs=-1)
+@pass_crm
+def sources_poll(crm: Any, names: tuple[str, ...]) -> None:
+    """Poll every source (or the named ones) once and capture what is new."""
+    srcs = crm.capture_sources()
+    unknown = [n for n in names if n not in srcs]
+    if unknown:
+        fail(f"unknown source {unknown[0]!r} (known: {', '.join(srcs) or 'none'})")
+    for name in names or list(srcs):
+        n = srcs[name].poll(crm, crm.workspace)
+        click.echo(f"{name}: {n} new captures")
 
 
 # --------------------------------------------------------------------------- leads
@@ -596,8 +627,7 @@ def report(ctx: click.Context, show_list: bool) -> None:
 
 
 def _reports(ctx: click.Context) -> dict[str, Any]:
-    st = ctx.find_object(CliState)
-    assert st is not None
+    st = _root_state(ctx)
     try:
         return st.plugins.collect_named("crm_reports", workspace=st.workspace or st.config.default_workspace, what="report")
     except CrmError as exc:
@@ -645,6 +675,7 @@ def _parse_date(text: str, option: str) -> dt.date:
 
 
 _CORE_GROUPS: dict[str, click.Group] = {
+    "sources": sources,
     "leads": leads,
     "tasks": tasks,
     "deals": deals,

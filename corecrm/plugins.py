@@ -87,10 +87,21 @@ class PluginManager:
         self.strict = _env_flag("CORECRM_STRICT_PLUGINS")
 
     # ------------------------------------------------------------------ loading
-    def load(self, *, entry_points: bool = True) -> PluginManager:
-        """Discover, block, import and register plugins; then validate their settings."""
+    def load(self, *, entry_points: bool = True, extra: Mapping[str, object] | None = None) -> PluginManager:
+        """Discover, block, import and register plugins; then validate their settings.
+
+        ``extra`` registers in-process plugins (tests, embedding applications)
+        by name before the checks, exactly as if they had been discovered.
+        """
         if entry_points:
             self._load_entry_points()
+        for name, plugin in (extra or {}).items():
+            info = PluginInfo(name=name, module=getattr(plugin, "__module__", type(plugin).__name__))
+            self.infos[name] = info
+            if not self.config.is_enabled(name) and self.config.enabled is None:
+                info.enabled, info.why_disabled = False, f"disabled in {self.config.where}"
+                continue
+            self._register(plugin, name, info)
         self._check_enabled_names()
         try:
             self.pm.check_pending()

@@ -113,9 +113,7 @@ def make_crm(tmp_path: Path, sqlite_url: str, clock: Clock) -> Iterator[MakeCrm]
             config = CORE_ONLY
         cfg = Config.from_dict(config, path=tmp_path / "corecrm.toml")
         crm = Crm(cfg, database=database or sqlite_url, workspace=workspace, clock=clock, load_plugins=False)
-        crm.plugins.load(entry_points=entry_points)
-        for name, obj in (plugins or {}).items():
-            crm.plugins.register(obj, name)
+        crm.plugins.load(entry_points=entry_points, extra=plugins)
         crm.ensure_schema()
         made.append(crm)
         return crm

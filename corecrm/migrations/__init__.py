@@ -2,4 +2,4 @@
 
 #: The newest revision; kept here so opening a CRM need not import Alembic.
 #: ``tests/test_storage.py`` checks it against the migration scripts.
-HEAD = "0001"
+HEAD = "0002"

@@ -60,6 +60,7 @@ captures = Table(
     Column("received_at", TZDateTime, nullable=False),
     Column("processed_at", TZDateTime),
     UniqueConstraint("workspace", "content_hash", name="uq_captures_workspace_hash"),
+    Index("ix_captures_workspace_status", "workspace", "status"),
 )
 
 leads = Table(
@@ -105,6 +106,7 @@ leads = Table(
     Index("ix_leads_workspace_email", "workspace", "email_norm"),
     Index("ix_leads_workspace_stage", "workspace", "stage"),
     Index("ix_leads_workspace_owner", "workspace", "owner"),
+    Index("ix_leads_workspace_created", "workspace", "created_at"),
 )
 
 events = Table(
