@@ -232,9 +232,15 @@ def test_poll_crash_between_commit_and_flag_loses_nothing_and_duplicates_nothing
     assert len(processed) == 5 and len(rejected) == 2
     assert all(KEYWORD in flags and "\\Seen" in flags for _uid, flags in processed + rejected)
 
-    # 3. Nothing new: polling again fetches nothing and creates nothing.
+    # 3. Nothing new: polling again fetches nothing and creates nothing (also through the core's `sources poll`).
     again = _poll_in_process(cfg)
     assert "fetched 0" in again.output and _leads(db_url) == EXPECTED
+    from click.testing import CliRunner
+
+    from corecrm.cli import main
+
+    core = CliRunner().invoke(main, ["--config", str(cfg), "sources", "poll", "sales"], env={"TEST_IMAP_PASSWORD": PASSWORD})
+    assert core.exit_code == 0 and "sales: 0 new captures" in core.output, core.output
 
     # 4. A new lead, plus a re-sent copy of a captured message (same Message-ID, different bytes).
     dovecot.append((DATA / "realtor_names.synthetic.eml").read_bytes())
