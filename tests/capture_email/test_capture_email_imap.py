@@ -265,6 +265,9 @@ def test_watch_wakes_up_on_new_mail_with_idle(dovecot: Dovecot, make_crm, monkey
     monkeypatch.setenv("TEST_IMAP_PASSWORD", PASSWORD)
     crm = make_crm({"plugins": {"enabled": ["capture_email"]}})
     src = ImapSource("sales", {"host": dovecot.host, "port": dovecot.port, "tls": False, "user": dovecot.user, "password_env": "TEST_IMAP_PASSWORD"})
+    conn = src.connect()  # capabilities are those announced after login (MOVE, UIDPLUS…)
+    assert {"MOVE", "UIDPLUS", "IDLE"} <= set(conn.capabilities)
+    conn.logout()
     dovecot.append((DATA / "odoo_crm_customer_request.eml").read_bytes())
     results = []
     wakes = []
