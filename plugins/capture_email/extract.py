@@ -29,7 +29,7 @@ from corecrm_plugins.capture_email.adf import AdfError, find_adf, parse_adf
 from corecrm_plugins.capture_email.classify import skip_reason
 from corecrm_plugins.capture_email.config import EmailSettings, Profile
 from corecrm_plugins.capture_email.fields import apply_pairs, find_email, key_values, split_name
-from corecrm_plugins.capture_email.htmltext import html_table_rows, table_pairs
+from corecrm_plugins.capture_email.htmltext import table_pairs
 from corecrm_plugins.capture_email.message import MailView, read_message
 
 _IDENTITY = ("name", "first_name", "last_name", "email", "phone", "company")
@@ -73,8 +73,8 @@ def extract_fields(profile: Profile, view: MailView) -> dict[str, Any]:
         out = apply_pairs(pairs, labels)
         return out
     pairs = []
-    if ext in ("html_table", "auto") and view.html:
-        pairs.extend(table_pairs(html_table_rows(view.html)))
+    if ext in ("html_table", "auto") and view.html_rows:
+        pairs.extend(table_pairs(view.html_rows))
     if ext in ("keyvalue", "auto"):
         pairs.extend(key_values(view.text, profile.labels))
     return apply_pairs(pairs, profile.labels)

@@ -102,9 +102,18 @@ def _walk(html: str) -> _Walker:
     return walker
 
 
+def html_text_and_rows(html: str) -> tuple[str, list[list[str]]]:
+    """:func:`html_to_text` and :func:`html_table_rows` from one walk of the document."""
+    walker = _walk(html)
+    return _text_of(walker), walker.rows
+
+
 def html_to_text(html: str) -> str:
     """Visible text of an HTML body, one block per line, scripts and styles removed."""
-    walker = _walk(html)
+    return _text_of(_walk(html))
+
+
+def _text_of(walker: _Walker) -> str:
     lines = (_clean(line) for line in "".join(walker.parts).split("\n"))
     out: list[str] = []
     for line in lines:

@@ -105,6 +105,14 @@ class ImapSource:
             conn.login(self.user, self.password())
         except (OSError, imaplib.IMAP4.error) as exc:
             raise CrmError(f"mail source {self.name}: cannot log in to {self.host}:{self.port} as {self.user}: {exc}") from None
+        # Servers announce MOVE, UIDPLUS… only after login; imaplib keeps the
+        # greeting's list, so ask again.
+        try:
+            typ, data = conn.capability()
+            if typ == "OK" and data and isinstance(data[-1], bytes):
+                conn.capabilities = tuple(data[-1].decode("ascii", "replace").upper().split())
+        except (OSError, imaplib.IMAP4.error):
+            pass
         return conn
 
     def _select(self, conn: imaplib.IMAP4) -> tuple[str, bool]:

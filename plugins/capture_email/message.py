@@ -22,7 +22,7 @@ from typing import Any
 
 import attrs
 
-from corecrm_plugins.capture_email.htmltext import html_to_text
+from corecrm_plugins.capture_email.htmltext import html_text_and_rows
 
 #: Attachment types we read (for ADF or a text lead). Everything else is noted, not read.
 _READABLE_TYPES = frozenset({"text/plain", "text/xml", "application/xml", "application/x-adf+xml", "application/adf+xml", "text/html"})
@@ -60,28 +60,48 @@ class MailView:
     date: dt.datetime | None = None
     date_raw: str | None = None
     text: str = ""  #: the plain body, or the HTML body as text
-    html: str | None = None  #: the raw HTML body, for table extraction
+    html: str | None = None  #: the raw HTML body
+    html_rows: list[list[str]] = attrs.field(factory=list)  #: its table rows (cell texts)
     attachments: list[Attachment] = attrs.field(factory=list)
     defects: list[str] = attrs.field(factory=list)
 
+    raw_headers: dict[str, str] = attrs.field(factory=dict)
+
     def header(self, name: str) -> str:
-        return header(self.msg, name)
+        """A header's text (encoded words decoded), or ``""``."""
+        return decode_header_text(self.raw_headers.get(name.lower(), ""))
 
 
 def header(msg: Any, name: str) -> str:
-    """A header as text; on a header the policy cannot parse, its raw value decoded leniently."""
-    try:
-        value = msg.get(name)
-        return "" if value is None else str(value)
-    except Exception:
-        pass
+    """A header as text, decoded leniently from its raw value (never raises)."""
     for key, raw in msg.raw_items():
         if key.lower() == name.lower():
-            return _decode_raw_header(str(raw))
+            return decode_header_text(str(raw))
     return ""
 
 
-def _decode_raw_header(raw: str) -> str:
+def _raw_headers(msg: Any) -> dict[str, str]:
+    """First raw value of each header, by lower-case name, unfolded.
+
+    Reading raw values once is much cheaper than asking the policy to build a
+    header object per lookup, and it never raises on a malformed header.
+    """
+    out: dict[str, str] = {}
+    for key, raw in msg.raw_items():
+        k = key.lower()
+        if k not in out:
+            out[k] = " ".join(str(raw).split())
+    return out
+
+
+def decode_header_text(raw: str) -> str:
+    """RFC 2047 encoded words decoded with a charset fallback; plain text returned as is."""
+    if any("\udc80" <= ch <= "\udcff" for ch in raw):
+        # 8-bit bytes in a header (not allowed, but common): the parser kept
+        # them as surrogate escapes; decode them as UTF-8, else Windows-1252.
+        raw = decode_bytes(raw.encode("ascii", "surrogateescape"), None)
+    if "=?" not in raw:
+        return raw
     try:
         parts = email.header.decode_header(raw)
         out = []
@@ -114,13 +134,14 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
 
 
 def _address(value: str) -> tuple[str, str]:
+    """(display name, address) of the first address in a raw header value."""
     try:
         pairs = email.utils.getaddresses([value])
     except Exception:
         return "", ""
     for name, addr in pairs:
         if addr and "@" in addr:
-            return name.strip(), addr.strip()
+            return decode_header_text(name).strip(), addr.strip()
     return "", ""
 
 
@@ -176,13 +197,14 @@ def read_message(payload: bytes, *, max_attachment_bytes: int) -> MailView:
     """Parse a raw message into a :class:`MailView` (never raises on malformed MIME)."""
     msg = email.message_from_bytes(payload, policy=email.policy.default)
     view = MailView(msg=msg)  # type: ignore[arg-type]
-    view.subject = " ".join(header(msg, "subject").split())[:500]
-    view.from_name, view.from_addr = _address(header(msg, "from"))
-    view.reply_name, view.reply_addr = _address(header(msg, "reply-to"))
-    view.to_addrs = _addresses(header(msg, "to")) + _addresses(header(msg, "cc")) + _addresses(header(msg, "delivered-to"))
-    mid = header(msg, "message-id").strip()
+    raw = view.raw_headers = _raw_headers(msg)
+    view.subject = " ".join(view.header("subject").split())[:500]
+    view.from_name, view.from_addr = _address(raw.get("from", ""))
+    view.reply_name, view.reply_addr = _address(raw.get("reply-to", ""))
+    view.to_addrs = _addresses(raw.get("to", "")) + _addresses(raw.get("cc", "")) + _addresses(raw.get("delivered-to", ""))
+    mid = raw.get("message-id", "").strip()
     view.message_id = mid[:300] or None
-    view.date_raw = header(msg, "date") or None
+    view.date_raw = raw.get("date") or None
     if view.date_raw:
         try:
             view.date = email.utils.parsedate_to_datetime(view.date_raw)
@@ -225,10 +247,13 @@ def read_message(payload: bytes, *, max_attachment_bytes: int) -> MailView:
             continue
         view.attachments.append(_attachment(ctype, filename, data, max_attachment_bytes))
     view.html = html
+    html_text = ""
+    if html is not None:
+        html_text, view.html_rows = html_text_and_rows(html)
     if plain is not None and plain.strip():
         view.text = plain
     elif html is not None:
-        view.text = html_to_text(html)
+        view.text = html_text
     else:
         view.text = plain or ""
     view.text = view.text.replace("\r\n", "\n").replace("\r", "\n")

@@ -232,9 +232,15 @@ def test_poll_crash_between_commit_and_flag_loses_nothing_and_duplicates_nothing
     assert len(processed) == 5 and len(rejected) == 2
     assert all(KEYWORD in flags and "\\Seen" in flags for _uid, flags in processed + rejected)
 
-    # 3. Nothing new: polling again fetches nothing and creates nothing.
+    # 3. Nothing new: polling again fetches nothing and creates nothing (also through the core's `sources poll`).
     again = _poll_in_process(cfg)
     assert "fetched 0" in again.output and _leads(db_url) == EXPECTED
+    from click.testing import CliRunner
+
+    from corecrm.cli import main
+
+    core = CliRunner().invoke(main, ["--config", str(cfg), "sources", "poll", "sales"], env={"TEST_IMAP_PASSWORD": PASSWORD})
+    assert core.exit_code == 0 and "sales: 0 new captures" in core.output, core.output
 
     # 4. A new lead, plus a re-sent copy of a captured message (same Message-ID, different bytes).
     dovecot.append((DATA / "realtor_names.synthetic.eml").read_bytes())
@@ -259,6 +265,9 @@ def test_watch_wakes_up_on_new_mail_with_idle(dovecot: Dovecot, make_crm, monkey
     monkeypatch.setenv("TEST_IMAP_PASSWORD", PASSWORD)
     crm = make_crm({"plugins": {"enabled": ["capture_email"]}})
     src = ImapSource("sales", {"host": dovecot.host, "port": dovecot.port, "tls": False, "user": dovecot.user, "password_env": "TEST_IMAP_PASSWORD"})
+    conn = src.connect()  # capabilities are those announced after login (MOVE, UIDPLUS…)
+    assert {"MOVE", "UIDPLUS", "IDLE"} <= set(conn.capabilities)
+    conn.logout()
     dovecot.append((DATA / "odoo_crm_customer_request.eml").read_bytes())
     results = []
     wakes = []
