@@ -300,14 +300,7 @@ class Pipeline:
         alive = [it for it in items if it.out is None and it.merge_into is None and it.merge_into_item is None and it.lead.id is None]
         # Idempotency: a lead whose origin key is already stored is not inserted again.
         keys = [] if known_new else [it.lead.origin_key for it in alive if it.lead.origin_key]
-        stored: dict[str, int] = {}
-        for chunk in _chunks(keys, 500):
-            rows = conn.execute(
-                sa.select(schema.leads.c.origin_key, schema.leads.c.id).where(
-                    schema.leads.c.workspace == ws, schema.leads.c.origin_key.in_(chunk)
-                )
-            ).all()
-            stored.update({k: i for k, i in rows})
+        stored = _stored_origin_keys(conn, ws, keys)
         seen: set[str] = set()
         new: list[Item] = []
         for it in alive:
@@ -324,6 +317,7 @@ class Pipeline:
         rows = []
         events: list[tuple[Any, ...]] = []
         t = ts(now, conn)
+        score_json: dict[tuple[Any, ...], str | None] = {}
         for it, lead_id in zip(new, ids):
             lead = it.lead
             lead.id = lead_id
@@ -335,8 +329,8 @@ class Pipeline:
                 lead.email.strip().lower() if lead.email else None, lead.phone, lead.company, lead.title,
                 lead.country, lead.region, lead.city, lead.postal_code, lead.source, lead.campaign, lead.language,
                 lead.timezone, dumps(lead.interests or None), dumps(lead.attributes or None), dumps(lead.consent or None),
-                lead.score, lead.grade, dumps(lead.score_detail), lead.owner, lead.team, lead.capture_id,
-                lead.origin_key, dumps(it.history or None), t, t, ts(lead.assigned_at, conn),
+                lead.score, lead.grade, _score_json(lead.score_detail, score_json), lead.owner, lead.team, lead.capture_id,
+                lead.origin_key, dumps(it.history or None), t, t, t if lead.assigned_at is now else ts(lead.assigned_at, conn),
             ))  # fmt: skip
             if it.stage_events:
                 self._event_rows(t, it, events)
@@ -445,6 +439,30 @@ def _clean_number(x: float) -> float:
     """Sums of float points: drop binary noise (0.1+0.2) so totals print as typed."""
     r = round(x, 9)
     return float(int(r)) if r == int(r) else r
+
+
+def _score_json(detail: dict[str, Any] | None, memo: dict[tuple[Any, ...], str | None]) -> str | None:
+    """Encode a score explanation; rule-based scoring gives many leads the same one, so encode each once."""
+    if detail is None:
+        return None
+    key = (detail["score"], tuple(tuple(c.values()) for c in detail["contributions"]), tuple(detail["rulesets"].items()))
+    try:
+        return memo[key]
+    except KeyError:
+        memo[key] = out = dumps(detail)
+        return out
+    except TypeError:  # an unhashable value in a contribution
+        return dumps(detail)
+
+
+def _stored_origin_keys(conn: sa.Connection, ws: str, keys: Sequence[str]) -> dict[str, int]:
+    """Which origin keys are already stored (driver-level SQL: this runs for every batch)."""
+    stored: dict[str, int] = {}
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    for chunk in _chunks(keys, 500):
+        sql = f"SELECT origin_key, id FROM leads WHERE workspace = {mark} AND origin_key IN ({', '.join(mark for _ in chunk)})"
+        stored.update(conn.exec_driver_sql(sql, (ws, *chunk)).all())
+    return stored
 
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
