@@ -63,7 +63,7 @@ def wait_up(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stdout.read().decode() if proc.stdout else ''}")
+            raise SystemExit(f"server exited with code {proc.returncode}")
         try:
             if httpx.get(f"{url}/health").status_code == 200:
                 return
@@ -193,7 +193,7 @@ source = "bench"
         # --- floor A: the HTTP stack alone
         (tmp / "floor_app.py").write_text(FLOOR_APP)
         port_a = free_port()
-        pa = subprocess.Popen([sys.executable, "-m", "uvicorn", "floor_app:app", "--host", "127.0.0.1", "--port", str(port_a), "--log-level", "warning", "--no-access-log"], cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        pa = subprocess.Popen([sys.executable, "-m", "uvicorn", "floor_app:app", "--host", "127.0.0.1", "--port", str(port_a), "--log-level", "warning", "--no-access-log"], cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(pa)
         wait_up(f"http://127.0.0.1:{port_a}", pa)
         script = tmp / "unique_post.lua"
@@ -214,7 +214,8 @@ source = "bench"
 
         # --- corecrm serve
         port = free_port()
-        p = subprocess.Popen([str(exe), "--config", str(cfg), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-deliveries"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+        server_log = open(tmp / "server.log", "wb")  # a pipe nobody reads would fill up and stall the server
+        p = subprocess.Popen([str(exe), "--config", str(cfg), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-deliveries"], stdout=server_log, stderr=subprocess.STDOUT, env={**os.environ})
         procs.append(p)
         url = f"http://127.0.0.1:{port}"
         wait_up(url, p)

@@ -249,31 +249,6 @@ class Crm(operations.Operations):
             self._process_captures(pending, ws, all_fresh=all(raw.id in fresh for raw, _ in pending))
         return results
 
-    def store_raw_capture(
-        self,
-        payload: bytes,
-        *,
-        origin: str,
-        format: str | None = None,
-        status: str = "processed",
-        content_hash: str | None = None,
-        meta: dict[str, Any] | None = None,
-        workspace: str | None = None,
-    ) -> int:
-        """Record a raw capture that another path processes (an import's manifest, say); idempotent by hash."""
-        ws = self.ws(workspace)
-        digest = content_hash or hashlib.sha256(payload).hexdigest()
-        with self.engine.begin() as conn:
-            cid = conn.execute(
-                _dialect_insert(conn)(schema.captures)
-                .values(workspace=ws, content_hash=digest, origin=origin, format=format, payload=payload, meta=meta, status=status, received_at=self.now())
-                .on_conflict_do_nothing(index_elements=["workspace", "content_hash"])
-                .returning(schema.captures.c.id)
-            ).scalar()
-            if cid is None:
-                cid = conn.execute(sa.select(schema.captures.c.id).where(schema.captures.c.workspace == ws, schema.captures.c.content_hash == digest)).scalar_one()
-        return cid
-
     def store_captures(self, raws: RawCapture | Iterable[RawCapture], *, workspace: str | None = None) -> list[CaptureResult]:
         """Commit raw payloads without processing them; :meth:`process_captures` runs them later.
 
@@ -302,6 +277,31 @@ class Crm(operations.Operations):
         if pending:
             self._process_captures(pending, ws)
         return [res for _, res in pending]
+
+    def store_raw_capture(
+        self,
+        payload: bytes,
+        *,
+        origin: str,
+        format: str | None = None,
+        status: str = "processed",
+        content_hash: str | None = None,
+        meta: dict[str, Any] | None = None,
+        workspace: str | None = None,
+    ) -> int:
+        """Record a raw capture that another path processes (an import's manifest, say); idempotent by hash."""
+        ws = self.ws(workspace)
+        digest = content_hash or hashlib.sha256(payload).hexdigest()
+        with self.engine.begin() as conn:
+            cid = conn.execute(
+                _dialect_insert(conn)(schema.captures)
+                .values(workspace=ws, content_hash=digest, origin=origin, format=format, payload=payload, meta=meta, status=status, received_at=self.now())
+                .on_conflict_do_nothing(index_elements=["workspace", "content_hash"])
+                .returning(schema.captures.c.id)
+            ).scalar()
+            if cid is None:
+                cid = conn.execute(sa.select(schema.captures.c.id).where(schema.captures.c.workspace == ws, schema.captures.c.content_hash == digest)).scalar_one()
+        return cid
 
     def _store_captures(self, batch: Sequence[RawCapture], ws: str) -> list[tuple[int, str, bool]]:
         """Commit raw payloads (one transaction); return (id, status, newly stored) per payload."""

@@ -33,9 +33,8 @@ class CrmBackend:
     def now(self) -> dt.datetime:
         return self.crm.now()
 
-    def store(self, raw: RawCapture, workspace: str) -> tuple[int, bool]:
-        (res,) = self.crm.store_captures([raw], workspace=workspace)
-        return res.capture_id, not res.duplicate
+    def store(self, raws: list[RawCapture], workspace: str) -> list[tuple[int, bool]]:
+        return [(res.capture_id, not res.duplicate) for res in self.crm.store_captures(raws, workspace=workspace)]
 
     def process(self, raws: list[RawCapture], workspace: str) -> None:
         self.crm.process_captures(raws, workspace=workspace)

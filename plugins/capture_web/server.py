@@ -48,8 +48,8 @@ class Backend(Protocol):
 
     def now(self) -> dt.datetime: ...
 
-    def store(self, raw: RawCapture, workspace: str) -> tuple[int, bool]:
-        """Commit the raw capture; return ``(capture id, newly stored?)`` (False: same content already stored)."""
+    def store(self, raws: list[RawCapture], workspace: str) -> list[tuple[int, bool]]:
+        """Commit raw captures in one transaction; per capture ``(capture id, newly stored?)`` (False: same content already stored)."""
 
     def process(self, raws: list[RawCapture], workspace: str) -> None:
         """Run the intake pipeline for stored captures (``raw.id`` is set), as one batch."""
@@ -124,6 +124,7 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
     key_limiter = RateLimiter(settings.rate_per_key)
     tokens = FormTokens(settings.secret)
     processor = BatchProcessor(backend)
+    committer = GroupCommitter(backend)
 
     def cors_headers(request: Request, form: FormDef) -> dict[str, str]:
         origin = request.headers.get("origin")
@@ -273,7 +274,7 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
             }
             raw = RawCapture(payload=body, origin=f"http:{name}", content_type=content_type or None, meta=meta, format=mapping.FORMAT_NAME)
             try:
-                capture_id, is_new = await run_in_threadpool(backend.store, raw, workspace)
+                capture_id, is_new = await committer.store(raw, workspace)
             except Exception:
                 if dedup is not None:
                     await run_in_threadpool(settle_token, workspace, name, dedup, None)
@@ -344,6 +345,52 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
     app = Starlette(routes=routes)
     app.state.processor = processor
     return app
+
+
+class GroupCommitter:
+    """Commits the raw bodies of concurrent requests together (group commit).
+
+    A request awaits its capture id; the first request that finds no commit
+    running starts one for every body waiting at that moment, in one
+    transaction, in a worker thread. Under load, one commit serves many
+    requests; alone, a request is committed at once. Each request still gets
+    its answer only after its own body is committed.
+    """
+
+    def __init__(self, backend: Backend, max_batch: int = 200) -> None:
+        self.backend = backend
+        self.max_batch = max_batch
+        self.waiting: list[tuple[RawCapture, str, asyncio.Future[tuple[int, bool]]]] = []
+        self.running = False
+
+    async def store(self, raw: RawCapture, workspace: str) -> tuple[int, bool]:
+        fut: asyncio.Future[tuple[int, bool]] = asyncio.get_running_loop().create_future()
+        self.waiting.append((raw, workspace, fut))
+        if not self.running:
+            self.running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[: self.max_batch], self.waiting[self.max_batch :]
+                by_ws: dict[str, list[tuple[RawCapture, asyncio.Future[tuple[int, bool]]]]] = {}
+                for raw, ws, fut in batch:
+                    by_ws.setdefault(ws, []).append((raw, fut))
+                for ws, items in by_ws.items():
+                    try:
+                        results = await run_in_threadpool(self.backend.store, [r for r, _ in items], ws)
+                    except Exception as exc:
+                        for _, fut in items:
+                            if not fut.done():
+                                fut.set_exception(exc)
+                        continue
+                    for (_, fut), res in zip(items, results):
+                        if not fut.done():
+                            fut.set_result(res)
+        finally:
+            self.running = False
 
 
 class BatchProcessor:

@@ -193,7 +193,8 @@ def test_corecrm_serve_subprocess_end_to_end(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = Path(sys.executable).with_name("corecrm")
-    proc = subprocess.Popen([str(exe), "--config", str(cfg), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-deliveries"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+    log = open(tmp_path / "server.log", "wb")  # not a pipe: an unread pipe would fill up and stall the server
+    proc = subprocess.Popen([str(exe), "--config", str(cfg), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-deliveries"], stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 30
@@ -203,7 +204,7 @@ def test_corecrm_serve_subprocess_end_to_end(tmp_path):
                     break
             except httpx.TransportError:
                 pass
-            assert proc.poll() is None and time.time() < deadline, proc.stdout.read().decode() if proc.poll() is not None else "server did not start"
+            assert proc.poll() is None and time.time() < deadline, (tmp_path / "server.log").read_text()
             time.sleep(0.1)
         r = httpx.post(f"{url}/capture/vendor", json={"fname": "Sub", "lname": "Process", "mail": "sp@example.com"}, headers={"X-Api-Key": key})
         assert r.status_code == 201, r.text
@@ -220,3 +221,4 @@ def test_corecrm_serve_subprocess_end_to_end(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+        log.close()

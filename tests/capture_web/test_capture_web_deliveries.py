@@ -251,3 +251,25 @@ def test_target_config_errors_name_the_key():
         deliveries.parse_targets({"x": {"kind": "form", "url": "http://127.0.0.1/h", "events": ["captured", "born"]}}, "targets")
     with pytest.raises(ConfigError, match=r"targets\.x\.email_to"):
         deliveries.parse_targets({"x": {"kind": "email", "events": ["captured"]}}, "targets")
+
+
+def test_serve_delivery_loop_sends_what_is_due(web_crm, serve, receiver):
+    """The loop `corecrm serve` runs beside the HTTP server drains the queue by itself."""
+    import time
+
+    from corecrm_plugins.capture_web.cli import DeliveryLoop
+
+    hook = receiver()
+    crm = web_crm(targets={"crm2": {"kind": "webhook", "url": hook.url, "secret": SECRET, "events": ["captured"]}})
+    post_leads(crm, serve, 2)
+    loop = DeliveryLoop(crm, 0.05)
+    loop.thread.start()
+    try:
+        deadline = time.time() + 20
+        while len(hook.accepted) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        loop.stop_event.set()
+        loop.thread.join(timeout=10)
+    assert len(hook.accepted) == 2
+    assert [r["status"] for r in rows(crm)] == ["delivered", "delivered"]
