@@ -73,6 +73,7 @@ class Item:
     merge_into: int | None = None  #: stored lead id
     merge_into_item: Item | None = None  #: earlier lead of the same batch
     contributions: list[ScoreContribution] = attrs.field(factory=list)
+    assigned_by: str | None = None
     out: str | None = None  #: None while alive; "quarantined" | "rejected" | "review"
     error: tuple[str, str | None, str] | None = None  #: step, plugin, error
 
@@ -97,6 +98,7 @@ class Pipeline:
         self.workspace = workspace
         self.mode = mode
         self.now = now or crm.now()
+        self._now_iso = self.now.isoformat()
         self.ctx = HookContext(crm=crm, workspace=workspace, now=self.now, mode=mode, events_loader=crm.load_events)
 
     # ------------------------------------------------------------------ decision steps
@@ -160,7 +162,7 @@ class Pipeline:
         it.error = (step, plugin, msg)
 
     def _hist(self, it: Item, type_: str, plugin: str | None, detail: dict[str, Any]) -> None:
-        it.history.append({"type": type_, "at": self.now.isoformat(), "plugin": plugin, "detail": detail})
+        it.history.append({"type": type_, "at": self._now_iso, "plugin": plugin, "detail": detail})
 
     def _apply(self, step: str, plugin: str, live: list[Item], results: list[tuple[int, Any]]) -> None:
         n = len(live)
@@ -230,7 +232,7 @@ class Pipeline:
                 it.lead.team = rec.team or it.lead.team
                 it.lead.assigned_at = self.now if (rec.owner or rec.team or rec.queue) else None
                 self._hist(it, "assigned", plugin, _assignment_detail(rec))
-                it.stage_events.append(("__assigned__", "", "", plugin))  # marker: write an `assigned` event row
+                it.assigned_by = plugin
 
     def _set_field(self, it: Item, rec: FieldUpdate, step: str) -> None:
         field = rec.field
@@ -249,30 +251,26 @@ class Pipeline:
             self._hist(it, "field_updated", rec.plugin, {"field": field, "old": old, "new": rec.value, "reason": rec.reason, "step": step})
 
     def _finish_scores(self, live: list[Item]) -> None:
+        """Sum contributions exactly; keep them with the score, and a per-plugin subtotal in the history."""
         for it in live:
             contribs = it.contributions
             if not contribs:
                 continue
-            total = 0.0
-            by_plugin: dict[str, list[dict[str, Any]]] = defaultdict(list)
+            rows = []
+            subtotal: dict[str, float] = {}
             rulesets: dict[str, str] = {}
+            total = 0.0
             for c in contribs:
                 total += c.points
-                by_plugin[c.plugin].append({"rule": c.rule, "points": c.points, "reason": c.reason, "group": c.group, "plugin": c.plugin})
+                subtotal[c.plugin] = subtotal.get(c.plugin, 0.0) + c.points
+                rows.append({"rule": c.rule, "points": c.points, "reason": c.reason, "group": c.group, "plugin": c.plugin})
                 if c.ruleset:
                     rulesets[c.plugin] = c.ruleset
             total = _clean_number(total)
-            previous = it.lead.score
             it.lead.score = total
-            it.lead.score_detail = {
-                "score": total,
-                "rulesets": rulesets,
-                "contributions": [row for rows in by_plugin.values() for row in rows],
-            }
-            for plugin, rows in by_plugin.items():
-                self._hist(it, "scored", plugin, {"points": _clean_number(sum(r["points"] for r in rows)), "contributions": rows, "ruleset": rulesets.get(plugin)})
-            if previous != total:
-                it.stage_events.append(("__scored__", str(previous), str(total), None))
+            it.lead.score_detail = {"score": total, "rulesets": rulesets, "contributions": rows}
+            for plugin, points in subtotal.items():
+                self._hist(it, "scored", plugin, {"points": _clean_number(points), "ruleset": rulesets.get(plugin)})
 
     def _qualify(self, it: Item, rec: Qualification) -> None:
         lead = it.lead
@@ -290,22 +288,19 @@ class Pipeline:
                 lead.stage = target
 
     # ------------------------------------------------------------------ persistence
-    def persist(self, conn: sa.Connection, items: list[Item]) -> BatchResult:
-        """Write the outcome of a decided batch in the caller's transaction."""
+    def persist(self, conn: sa.Connection, items: list[Item], *, known_new: bool = False) -> BatchResult:
+        """Write the outcome of a decided batch in the caller's transaction.
+
+        ``known_new`` skips the origin-key look-up when the caller knows none
+        of these leads can be stored yet (they come from captures stored just now).
+        """
         res = BatchResult()
         ws = self.workspace
         now = self.now
         alive = [it for it in items if it.out is None and it.merge_into is None and it.merge_into_item is None and it.lead.id is None]
         # Idempotency: a lead whose origin key is already stored is not inserted again.
-        keys = [it.lead.origin_key for it in alive if it.lead.origin_key]
-        stored: dict[str, int] = {}
-        for chunk in _chunks(keys, 500):
-            rows = conn.execute(
-                sa.select(schema.leads.c.origin_key, schema.leads.c.id).where(
-                    schema.leads.c.workspace == ws, schema.leads.c.origin_key.in_(chunk)
-                )
-            ).all()
-            stored.update({k: i for k, i in rows})
+        keys = [] if known_new else [it.lead.origin_key for it in alive if it.lead.origin_key]
+        stored = _stored_origin_keys(conn, ws, keys)
         seen: set[str] = set()
         new: list[Item] = []
         for it in alive:
@@ -322,6 +317,7 @@ class Pipeline:
         rows = []
         events: list[tuple[Any, ...]] = []
         t = ts(now, conn)
+        score_json: dict[tuple[Any, ...], str | None] = {}
         for it, lead_id in zip(new, ids):
             lead = it.lead
             lead.id = lead_id
@@ -333,10 +329,11 @@ class Pipeline:
                 lead.email.strip().lower() if lead.email else None, lead.phone, lead.company, lead.title,
                 lead.country, lead.region, lead.city, lead.postal_code, lead.source, lead.campaign, lead.language,
                 lead.timezone, dumps(lead.interests or None), dumps(lead.attributes or None), dumps(lead.consent or None),
-                lead.score, lead.grade, dumps(lead.score_detail), lead.owner, lead.team, lead.capture_id,
-                lead.origin_key, dumps(it.history or None), t, t, ts(lead.assigned_at, conn),
+                lead.score, lead.grade, _score_json(lead.score_detail, score_json), lead.owner, lead.team, lead.capture_id,
+                lead.origin_key, dumps(it.history or None), t, t, t if lead.assigned_at is now else ts(lead.assigned_at, conn),
             ))  # fmt: skip
-            self._event_rows(conn, it, events)
+            if it.stage_events:
+                self._event_rows(t, it, events)
         bulk_insert(conn, schema.leads, INSERT_COLUMNS, rows)
         fix_sequence(conn, schema.leads)
         res.created = ids
@@ -373,35 +370,34 @@ class Pipeline:
         res.lead_ids = [it.lead.id if it.out in (None, "existing") else None for it in items]
         return res
 
-    def _event_rows(self, conn: sa.Connection, it: Item, events: list[tuple[Any, ...]]) -> None:
-        """``events`` rows that analytics and observers need, for a lead being inserted."""
-        t = ts(self.now, conn)
+    def _event_rows(self, t: Any, it: Item, events: list[tuple[Any, ...]]) -> None:
+        """``events`` rows for a lead being inserted: its intake stage changes (funnels need them as rows).
+
+        Everything else the intake did (including the assignment, whose time is
+        ``leads.assigned_at``) is in the lead's intake history.
+        """
         for frm, to, reason, plugin in it.stage_events:
-            if frm == "__assigned__":
-                det = next((h for h in reversed(it.history) if h["type"] == "assigned"), None)
-                events.append((self.workspace, it.lead.id, None, "assigned", t, plugin, dumps(det["detail"] if det else {})))
-            elif frm == "__scored__":
-                continue  # the intake score lives in the lead's intake history
-            else:
-                events.append((self.workspace, it.lead.id, None, "stage_changed", t, plugin, dumps({"from": frm, "to": to, "reason": reason})))
+            events.append((self.workspace, it.lead.id, None, "stage_changed", t, plugin, dumps({"from": frm, "to": to, "reason": reason})))
 
     def observe(self, items: list[Item], res: BatchResult) -> None:
         """Tell observers what was committed (failures are logged, never raised)."""
         ws = self.workspace
+        pm = self.crm.plugins
+        wanted = {h for h in ("crm_leads_captured", "crm_stage_changed", "crm_leads_assigned", "crm_leads_quarantined") if pm.impls(h, ws)}
+        if not wanted:
+            return  # nobody listens: build no events
         created = set(res.created)
         captured = [Event("captured", self.now, None, {"capture_id": it.capture_id, "source": it.lead.source}, lead_id=it.lead.id) for it in items if it.lead.id in created and it.out is None]
         staged = [
             Event("stage_changed", self.now, p, {"from": f, "to": t, "reason": r}, lead_id=it.lead.id)
             for it in items if it.out is None and it.lead.id is not None
-            for f, t, r, p in it.stage_events if not f.startswith("__")
+            for f, t, r, p in it.stage_events
         ]  # fmt: skip
         assigned = [
-            Event("assigned", self.now, p, {"owner": it.lead.owner, "team": it.lead.team}, lead_id=it.lead.id)
-            for it in items if it.out is None and it.lead.id is not None
-            for f, _t, _r, p in it.stage_events if f == "__assigned__"
+            Event("assigned", self.now, it.assigned_by, {"owner": it.lead.owner, "team": it.lead.team}, lead_id=it.lead.id)
+            for it in items if it.out is None and it.lead.id is not None and it.assigned_by
         ]  # fmt: skip
         quarantined = [Event("quarantined", self.now, (it.error or (None, None, None))[1], {"step": (it.error or ("",))[0], "error": (it.error or ("", "", ""))[2], "capture_id": it.capture_id}) for it in items if it.out in ("quarantined", "review")]
-        pm = self.crm.plugins
         if captured:
             pm.notify("crm_leads_captured", workspace=ws, events=captured, ctx=self.ctx)
         if staged:
@@ -427,7 +423,9 @@ def _stamp(rec: Any, plugin: str) -> Any:
 
 
 def _assignment_detail(rec: Assignment) -> dict[str, Any]:
-    return {"owner": rec.owner, "team": rec.team, "queue": rec.queue, "rule": rec.rule, "reason": rec.reason, "explanation": rec.explanation}
+    """The assignment as stored in the history (empty parts left out: one row per lead adds up)."""
+    d = {"owner": rec.owner, "team": rec.team, "queue": rec.queue, "rule": rec.rule, "reason": rec.reason, "explanation": rec.explanation}
+    return {k: v for k, v in d.items() if v}
 
 
 def _last_plugin(history: list[dict[str, Any]], type_: str) -> str | None:
@@ -441,6 +439,30 @@ def _clean_number(x: float) -> float:
     """Sums of float points: drop binary noise (0.1+0.2) so totals print as typed."""
     r = round(x, 9)
     return float(int(r)) if r == int(r) else r
+
+
+def _score_json(detail: dict[str, Any] | None, memo: dict[tuple[Any, ...], str | None]) -> str | None:
+    """Encode a score explanation; rule-based scoring gives many leads the same one, so encode each once."""
+    if detail is None:
+        return None
+    key = (detail["score"], tuple(tuple(c.values()) for c in detail["contributions"]), tuple(detail["rulesets"].items()))
+    try:
+        return memo[key]
+    except KeyError:
+        memo[key] = out = dumps(detail)
+        return out
+    except TypeError:  # an unhashable value in a contribution
+        return dumps(detail)
+
+
+def _stored_origin_keys(conn: sa.Connection, ws: str, keys: Sequence[str]) -> dict[str, int]:
+    """Which origin keys are already stored (driver-level SQL: this runs for every batch)."""
+    stored: dict[str, int] = {}
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    for chunk in _chunks(keys, 500):
+        sql = f"SELECT origin_key, id FROM leads WHERE workspace = {mark} AND origin_key IN ({', '.join(mark for _ in chunk)})"
+        stored.update(conn.exec_driver_sql(sql, (ws, *chunk)).all())
+    return stored
 
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
