@@ -49,6 +49,20 @@ def _text(lead: Any, field: str) -> str:
     return v if isinstance(v, str) else str(v)
 
 
+def _reader(field: str) -> Callable[[Any], str]:
+    """A fast accessor for one field: ``getattr`` for lead fields, ``lead.get`` for ``attributes.*``."""
+    if field.startswith("attributes."):
+        return lambda lead: _text(lead, field)
+
+    def read(lead: Any) -> str:
+        v = getattr(lead, field, None)
+        if v is None:
+            return ""
+        return v if isinstance(v, str) else str(v)
+
+    return read
+
+
 def _sim_name(a: str, b: str) -> float:
     if a == b:
         return 1.0
@@ -101,6 +115,8 @@ class _CompiledRule(NamedTuple):
     slots: tuple[int, ...]
     sims: tuple[Callable[[str, str], float], ...]
     swap: tuple[int, int] | None  #: slot positions in ``slots`` of first/last name, when they may be transposed
+    swapped_slots: tuple[int, ...]  #: ``slots`` with first and last name exchanged (for the other lead)
+    sim_ids: tuple[int, ...]
 
 
 class Matcher:
@@ -109,13 +125,16 @@ class Matcher:
     def __init__(self, config: MatchConfig) -> None:
         self.config = config
         slot_of: dict[tuple[str, str], int] = {}
-        self._slots: list[tuple[str, Callable[[str], str]]] = []
+        self._slots: list[tuple[Callable[[Any], str], Callable[[str], str]]] = []
+        #: Fields the rules read (what a stored lead must be loaded with).
+        self.fields: set[str] = set()
 
         def slot(field: str, norm: str) -> int:
             k = (field, norm)
             if k not in slot_of:
                 slot_of[k] = len(self._slots)
-                self._slots.append((field, _NORMALISERS[norm]))
+                self._slots.append((_reader(field), _NORMALISERS[norm]))
+                self.fields.add(field)
             return slot_of[k]
 
         self._rules: list[_CompiledRule] = []
@@ -128,8 +147,13 @@ class Matcher:
                 fi, la = names["first_name"], names["last_name"]
                 if rule.fields[fi].compare == rule.fields[la].compare:
                     swap = (fi, la)
-            self._rules.append(_CompiledRule(rule, slots, sims, swap))
-        self._keys = [(k.name, [(_NORMALISERS[fn], field) for fn, field in k.parts]) for k in config.keys]
+            swapped = list(slots)
+            if swap is not None:
+                swapped[swap[0]], swapped[swap[1]] = slots[swap[1]], slots[swap[0]]
+            self._rules.append(_CompiledRule(rule, slots, sims, swap, tuple(swapped), tuple(id(f) for f in sims)))
+        self._keys = [(k.name + ":", [(_NORMALISERS[fn], _reader(field)) for fn, field in k.parts]) for k in config.keys]
+        for k in config.keys:
+            self.fields.update(field for _, field in k.parts)
 
     # ------------------------------------------------------------------ blocking
     def keys(self, lead: Any) -> list[str]:
@@ -137,77 +161,100 @@ class Matcher:
         out = []
         for name, parts in self._keys:
             vals = []
-            for fn, field in parts:
-                raw = _text(lead, field)
+            for fn, read in parts:
+                raw = read(lead)
                 v = fn(raw) if raw else ""
                 if not v:
                     break
                 vals.append(v)
             else:
-                out.append(f"{name}:{'|'.join(vals)}")
+                out.append(name + "|".join(vals))
         return out
 
     # ------------------------------------------------------------------ scoring
     def prepare(self, lead: Any) -> tuple[str, ...]:
         """The lead's compared fields, normalised once (``""`` = blank)."""
         out = []
-        for field, fn in self._slots:
-            raw = _text(lead, field)
+        for read, fn in self._slots:
+            raw = read(lead)
             out.append(fn(raw) if raw else "")
         return tuple(out)
 
     def compare(self, a: Sequence[str], b: Sequence[str]) -> Outcome | None:
-        """The best holding rule for a pair of prepared leads, or ``None`` when no rule holds."""
-        best: tuple[int, float, Outcome] | None = None
+        """The best holding rule for a pair of prepared leads, or ``None`` when no rule holds.
+
+        Similarities are computed once per pair and field (rules share
+        fields), a rule stops as soon as it can no longer hold, and the
+        reasons are written for the deciding rule only.
+        """
+        memo: dict[tuple[int, int, int], float] = {}
+        best: tuple[int, float, _CompiledRule, bool] | None = None
         for cr in self._rules:
-            res = self._eval(cr, a, b, swapped=False)
-            if res is None and cr.swap is not None:
-                res = self._eval(cr, a, b, swapped=True)
-            if res is None:
+            swapped = False
+            score = self._eval(cr, a, b, False, memo)
+            if score is None and cr.swap is not None:
+                score = self._eval(cr, a, b, True, memo)
+                swapped = True
+            if score is None:
                 continue
-            score, reasons = res
             rule = cr.rule
             if score < rule.flag_at:
                 continue
-            action = "merge" if rule.merge_at is not None and score >= rule.merge_at else "flag"
-            rank = (1 if action == "merge" else 0, score)
-            if best is None or rank > best[:2]:
-                best = (rank[0], score, Outcome(rule.name, round(score, 4), action, reasons))
-        return best[2] if best is not None else None
+            merge = 1 if rule.merge_at is not None and score >= rule.merge_at else 0
+            if best is None or (merge, score) > best[:2]:
+                best = (merge, score, cr, swapped)
+        if best is None:
+            return None
+        merge, score, cr, swapped = best
+        return Outcome(cr.rule.name, round(score, 4), "merge" if merge else "flag", self._reasons(cr, a, b, swapped, memo))
 
     @staticmethod
-    def _eval(cr: _CompiledRule, a: Sequence[str], b: Sequence[str], swapped: bool) -> tuple[float, list[str]] | None:
+    def _pair_slots(cr: _CompiledRule, swapped: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return cr.slots, (cr.swapped_slots if swapped else cr.slots)
+
+    def _eval(self, cr: _CompiledRule, a: Sequence[str], b: Sequence[str], swapped: bool, memo: dict[tuple[int, int, int], float]) -> float | None:
         rule = cr.rule
+        fields = rule.fields
+        sa_ = cr.slots
+        sb_ = cr.swapped_slots if swapped else sa_
+        sims, ids = cr.sims, cr.sim_ids
+        need = rule.require
         passed = 0
         total = 0.0
         compared = 0
-        reasons = []
-        slots = list(cr.slots)
-        if swapped and cr.swap is not None:
-            fi, la = cr.swap
-            bslots = list(slots)
-            bslots[fi], bslots[la] = slots[la], slots[fi]
-        else:
-            bslots = slots
-        for n, f in enumerate(rule.fields):
-            va, vb = a[slots[n]], b[bslots[n]]
+        left = len(fields)
+        for n in range(len(fields)):
+            left -= 1
+            f = fields[n]
+            va, vb = a[sa_[n]], b[sb_[n]]
             if not va or not vb:
-                if f.required:
+                if f.required or passed + left < need:
                     return None
                 continue
-            s = cr.sims[n](va, vb)
+            key = (sa_[n], sb_[n], ids[n])
+            s = memo.get(key)
+            if s is None:
+                s = memo[key] = sims[n](va, vb)
             compared += 1
             total += s
             if s >= f.min:
                 passed += 1
-                reasons.append(f"{f.field} {f.compare} {s:.2f}")
-            elif f.required:
+            elif f.required or passed + left < need:
                 return None
-        if passed < rule.require:
+        if passed < need:
             return None
+        return total / compared if compared else 0.0
+
+    def _reasons(self, cr: _CompiledRule, a: Sequence[str], b: Sequence[str], swapped: bool, memo: dict[tuple[int, int, int], float]) -> list[str]:
+        sa_, sb_ = self._pair_slots(cr, swapped)
+        out = []
+        for n, f in enumerate(cr.rule.fields):
+            s = memo.get((sa_[n], sb_[n], cr.sim_ids[n]))
+            if s is not None and s >= f.min:
+                out.append(f"{f.field} {f.compare} {s:.2f}")
         if swapped:
-            reasons.append("first and last name transposed")
-        return (total / compared if compared else 0.0), reasons
+            out.append("first and last name transposed")
+        return out
 
 
 class PairStats(NamedTuple):

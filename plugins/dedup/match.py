@@ -36,30 +36,54 @@ def _engine(ctx: Any) -> Any:
     return getattr(getattr(ctx, "crm", None), "engine", None)
 
 
-def match_stored(leads: Sequence[Any], matcher: Matcher, conn: Any, workspace: str, *, limit: int = 3) -> list[MatchCandidate]:
-    """Candidates among stored leads for every lead of the batch."""
-    keys = [matcher.keys(lead) for lead in leads]
-    hits = store.lookup(conn, workspace, {k for ks in keys for k in ks})
+class BatchView:
+    """A batch's blocking keys and prepared fields, each computed once and shared by both look-ups."""
+
+    def __init__(self, leads: Sequence[Any], matcher: Matcher) -> None:
+        self.leads = leads
+        self.matcher = matcher
+        self.keys = [matcher.keys(lead) for lead in leads]
+        self._prepared: dict[int, tuple[str, ...]] = {}
+
+    def prepared(self, i: int) -> tuple[str, ...]:
+        p = self._prepared.get(i)
+        if p is None:
+            p = self._prepared[i] = self.matcher.prepare(self.leads[i])
+        return p
+
+
+def match_stored(view: BatchView, conn: Any, workspace: str, *, limit: int = 3, max_compare: int = 25) -> list[MatchCandidate]:
+    """Candidates among stored leads for every lead of the batch: a few set-based queries in all."""
+    matcher = view.matcher
+    leads = view.leads
+    hits = store.lookup(conn, workspace, {k for ks in view.keys for k in ks})
     if not hits:
         return []
     big = {k for k, ids in hits.items() if len(ids) > matcher.config.max_block_size}
-    wanted: dict[int, set[int]] = defaultdict(set)
-    for i, ks in enumerate(keys):
+    wanted: dict[int, list[int]] = {}
+    for i, ks in enumerate(view.keys):
+        shared: dict[int, int] = defaultdict(int)
         for k in ks:
             if k in hits and k not in big:
-                wanted[i].update(hits[k])
-    stored = store.load_leads(conn, workspace, {lid for ids in wanted.values() for lid in ids})
-    prepared = {lid: matcher.prepare(lead) for lid, lead in stored.items()}
+                for lid in hits[k]:
+                    shared[lid] += 1
+        own = leads[i].id
+        if own is not None:
+            shared.pop(own, None)
+        if shared:
+            # The stored leads sharing the most keys first; at most max_compare of them.
+            wanted[i] = sorted(shared, key=lambda lid: (-shared[lid], lid))[:max_compare]
+    rows = store.load_for_matching(conn, workspace, {lid for ids in wanted.values() for lid in ids}, matcher.fields)
+    prepared = {lid: matcher.prepare(row) for lid, row in rows.items()}
     out: list[MatchCandidate] = []
     for i, ids in wanted.items():
-        if leads[i].id is not None:
-            ids = ids - {leads[i].id}
-        mine = matcher.prepare(leads[i])
+        mine = view.prepared(i)
         found = []
         for lid in ids:
-            if lid not in prepared:
+            theirs = prepared.get(lid)
+            if theirs is None:
                 continue  # merged away or another status: not a candidate
-            o = matcher.compare(mine, prepared[lid])
+            o = matcher.compare(mine, theirs)
             if o is not None:
                 found.append(MatchCandidate(i, lid, o.score, o.action, o.rule, o.reasons))
         found.sort(key=lambda c: (c.action == "merge", c.score, -c.lead_id), reverse=True)
@@ -67,17 +91,13 @@ def match_stored(leads: Sequence[Any], matcher: Matcher, conn: Any, workspace: s
     return out
 
 
-def match_within(leads: Sequence[Any], matcher: Matcher) -> dict[int, tuple[int, Any]]:
+def match_within(view: BatchView) -> dict[int, tuple[int, Any]]:
     """For each lead, the earlier lead of the same batch it duplicates best: ``{i: (j, outcome)}`` with ``j < i``."""
-    stats = candidate_pairs((matcher.keys(lead) for lead in leads), matcher.config.max_block_size)
-    if not stats.pairs:
-        return {}
-    prepared: dict[int, tuple[str, ...]] = {}
+    matcher = view.matcher
+    stats = candidate_pairs(view.keys, matcher.config.max_block_size)
     best: dict[int, tuple[int, Any]] = {}
     for j, i in sorted(stats.pairs):
-        pi = prepared.get(i) or prepared.setdefault(i, matcher.prepare(leads[i]))
-        pj = prepared.get(j) or prepared.setdefault(j, matcher.prepare(leads[j]))
-        o = matcher.compare(pi, pj)
+        o = matcher.compare(view.prepared(i), view.prepared(j))
         if o is None:
             continue
         cur = best.get(i)
