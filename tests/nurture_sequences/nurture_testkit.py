@@ -54,6 +54,9 @@ def pg_database() -> Any:
         admin.dispose()
 
 
+NURTURE_PLUGINS = ("capture_json", "nurture_sequences", "channel_email")
+
+
 class HarnessCrm(Crm):
     """The real :class:`corecrm.app.Crm` with a settable clock and a few test helpers."""
 
@@ -61,6 +64,8 @@ class HarnessCrm(Crm):
         os.environ.setdefault(SECRET_VAR, "test-secret-not-for-production")
         ws = workspace or f"t{uuid.uuid4().hex[:10]}"
         self.clock = T0
+        # Only the plugins under test (and JSON capture), so other bundled plugins' intake steps do not change what they see.
+        plugins_cfg = {"enabled": list(NURTURE_PLUGINS), **plugins_cfg}
         cfg = Config.from_dict({"crm": {"default_workspace": ws}, "plugins": plugins_cfg})
         super().__init__(cfg, database=url, workspace=ws, clock=lambda: self.clock)
         self.ensure_schema()

@@ -16,6 +16,9 @@ CONFIG = """
 [crm]
 database = "sqlite:///crm.db"
 
+[plugins]
+enabled = ["capture_json", "nurture_sequences", "channel_email"]
+
 [plugins.channel_email]
 host = "127.0.0.1"
 port = {port}
