@@ -336,6 +336,14 @@ class Pipeline:
                 self._event_rows(t, it, events)
         bulk_insert(conn, schema.leads, INSERT_COLUMNS, rows)
         fix_sequence(conn, schema.leads)
+        # The free text that came with a capture (an e-mail body, a form's
+        # message) is kept as the lead's first note: one executemany per batch.
+        notes = [
+            {"workspace": ws, "lead_id": it.lead.id, "type": "note", "note": it.lead.note, "owner": None, "done": True, "at": now}
+            for it in new if it.lead.note
+        ]
+        if notes:
+            conn.execute(schema.activities.insert(), notes)
         res.created = ids
         # Merges into stored leads and into earlier leads of this batch.
         for it in items:
