@@ -101,6 +101,9 @@ class _Availability(dict):  # type: ignore[type-arg]
         return self[mid] if mid in self.members else default
 
 
+_hash = hashlib.blake2b
+
+
 def _tie(team: str, member: str, clock: float, key: str) -> str:
     return hashlib.blake2b(f"{team}|{member}|{clock:.9f}|{key}".encode(), digest_size=8).hexdigest()
 
@@ -224,6 +227,7 @@ class Router:
         ok: list[str] = []
         skipped: list[str] = []
         loads: dict[str, int] = {}
+        cand_of: dict[str, dict[str, Any]] = {}
         lang = None
         speakers: set[str] = set()
         if team.match_language and lead.language:
@@ -252,7 +256,8 @@ class Router:
                 candidates.append({"member": mid, "open": load, "skipped": why})
                 skipped.append(f"{mid} {why}")
             else:
-                candidates.append({"member": mid, "open": load, "why": f"available ({load} open)"})
+                cand_of[mid] = c = {"member": mid, "open": load, "why": f"available ({load} open)"}
+                candidates.append(c)
                 ok.append(mid)
         expl: dict[str, Any] = {"strategy": strategy, "candidates": candidates}
         if lang and not speakers:
@@ -304,22 +309,36 @@ class Router:
             scored = [s for s in scored if s[0] == top]
             if len(scored) > 1:  # hash only the tie: never list order, never the oldest member
                 key = lead.origin_key or (str(lead.id) if lead.id is not None else f"#{index}")
-                scored = [(s[0], _tie(tname, s[2], clock, key), *s[2:]) for s in scored]
+                tail = f"|{clock:.9f}|{key}"
+                scored = [(s[0], _hash(f"{tname}|{s[2]}{tail}".encode(), digest_size=8).hexdigest(), *s[2:]) for s in scored]
                 scored.sort()
         best = scored[0]
         mid = best[2]
         tied = [s[2] for s in scored[1:] if s[0] == best[0]]
+        weight = members[mid].weight
         if least:
             why = f"least loaded: {mid} has {best[5]} open lead(s)"
         elif weighted:
-            why = f"weighted rotation: {mid}'s turn (weight {members[mid].weight:g}, turn at {best[3]:.3f})"
+            why = f"weighted rotation: {mid}'s turn (weight {weight:g}, turn at {best[3]:.3f})"
         else:
             why = f"round robin: {mid}'s turn (least recently assigned among {len(ok)} available)"
         if tied:
             why += f"; tie with {', '.join(tied)} broken by rotation hash"
         expl["chosen"], expl["choice"] = mid, why
-        _mark(candidates, mid)
-        self._commit(tname, mid, snapshot, batch_new, members[mid].weight if weighted else 1.0, strategy=strategy)
+        c = cand_of[mid]
+        c["chosen"] = True
+        c["why"] = f"chosen ({c['open']} open)"
+        if type(self)._commit is Router._commit:  # the same arithmetic as _commit, inline
+            start = passes.get((tname, mid), clock)
+            if start < clock:
+                start = clock
+            passes[(tname, mid)] = start + 1.0 / (weight if weighted else 1.0)
+            snapshot.clocks[tname] = start
+            batch_new[mid] = batch_new.get(mid, 0) + 1
+            turns = snapshot.turns
+            turns[(tname, mid)] = turns.get((tname, mid), 0) + 1
+        else:
+            self._commit(tname, mid, snapshot, batch_new, weight if weighted else 1.0, strategy=strategy)
         return mid, expl
 
     def _capacity(self, m: Member, snapshot: Snapshot, batch_new: dict[str, int]) -> str | None:
