@@ -90,6 +90,8 @@ class _Availability(dict):  # type: ignore[type-arg]
     def __init__(self, members: dict[str, Member], now: dt.datetime, respect_hours: bool) -> None:
         super().__init__()
         self.members, self.now, self.respect_hours = members, now, respect_hours
+        #: candidate entries shared by the batch's explanations (same member, load and reason)
+        self.shared: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def __missing__(self, mid: str) -> str | None:
         m = self.members.get(mid)
@@ -228,6 +230,7 @@ class Router:
         skipped: list[str] = []
         loads: dict[str, int] = {}
         cand_of: dict[str, dict[str, Any]] = {}
+        shared: dict[tuple[Any, ...], dict[str, Any]] | None = getattr(avail, "shared", None)
         lang = None
         speakers: set[str] = set()
         if team.match_language and lead.language:
@@ -253,10 +256,22 @@ class Router:
             if why is None and speakers and mid not in speakers:
                 why = f"does not speak {lang}"
             if why:
-                candidates.append({"member": mid, "open": load, "skipped": why})
+                if shared is None:
+                    candidates.append({"member": mid, "open": load, "skipped": why})
+                else:  # the same member, load and reason: one read-only entry for the whole batch
+                    c = shared.get((mid, load, why))
+                    if c is None:
+                        c = shared[(mid, load, why)] = {"member": mid, "open": load, "skipped": why}
+                    candidates.append(c)
                 skipped.append(f"{mid} {why}")
             else:
-                cand_of[mid] = c = {"member": mid, "open": load, "why": f"available ({load} open)"}
+                if shared is None:
+                    c = {"member": mid, "open": load, "why": f"available ({load} open)"}
+                else:
+                    c = shared.get((mid, load))
+                    if c is None:
+                        c = shared[(mid, load)] = {"member": mid, "open": load, "why": f"available ({load} open)"}
+                cand_of[mid] = c
                 candidates.append(c)
                 ok.append(mid)
         expl: dict[str, Any] = {"strategy": strategy, "candidates": candidates}
@@ -325,9 +340,8 @@ class Router:
         if tied:
             why += f"; tie with {', '.join(tied)} broken by rotation hash"
         expl["chosen"], expl["choice"] = mid, why
-        c = cand_of[mid]
-        c["chosen"] = True
-        c["why"] = f"chosen ({c['open']} open)"
+        c = cand_of[mid]  # the chosen entry is this lead's own (entries may be shared within the batch)
+        candidates[candidates.index(c)] = {"member": mid, "open": c["open"], "why": f"chosen ({c['open']} open)", "chosen": True}
         if type(self)._commit is Router._commit:  # the same arithmetic as _commit, inline
             start = passes.get((tname, mid), clock)
             if start < clock:
@@ -356,10 +370,9 @@ class Router:
 
 
 def _mark(candidates: list[dict[str, Any]], member: str) -> None:
-    for c in candidates:
-        if c["member"] == member:
-            c["chosen"] = True
-            c["why"] = f"chosen ({c['open']} open)"
+    for i, c in enumerate(candidates):
+        if c["member"] == member:  # replaced, not changed: entries may be shared within a batch
+            candidates[i] = {**c, "chosen": True, "why": f"chosen ({c['open']} open)"}
 
 
 def advance(passes: dict[tuple[str, str], float], clocks: dict[str, float], team: str, mid: str, weight: float) -> None:
