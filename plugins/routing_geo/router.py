@@ -304,7 +304,8 @@ class Router:
         passes = snapshot.passes
         weighted = strategy == "weighted"
         least = strategy == "least_loaded"
-        scored = []
+        scored: list[tuple[Any, ...]] = []  # the rows tied for the smallest key so far
+        top: tuple[float, ...] | None = None
         for mid in ok:
             w = members[mid].weight if weighted else 1.0
             # start-time fair queueing: the smallest start tag goes next; a member who was
@@ -318,15 +319,16 @@ class Router:
                 primary: tuple[float, ...] = (load / members[mid].weight, start, finish)
             else:
                 primary = (start, finish)
-            scored.append((primary, "", mid, start, finish, load))
-        if len(scored) > 1:
-            top = min(s[0] for s in scored)
-            scored = [s for s in scored if s[0] == top]
-            if len(scored) > 1:  # hash only the tie: never list order, never the oldest member
-                key = lead.origin_key or (str(lead.id) if lead.id is not None else f"#{index}")
-                tail = f"|{clock:.9f}|{key}"
-                scored = [(s[0], _hash(f"{tname}|{s[2]}{tail}".encode(), digest_size=8).hexdigest(), *s[2:]) for s in scored]
-                scored.sort()
+            if top is None or primary < top:
+                top = primary
+                scored = [(primary, "", mid, start, finish, load)]
+            elif primary == top:
+                scored.append((primary, "", mid, start, finish, load))
+        if len(scored) > 1:  # hash only the tie: never list order, never the oldest member
+            key = lead.origin_key or (str(lead.id) if lead.id is not None else f"#{index}")
+            tail = f"|{clock:.9f}|{key}"
+            scored = [(s[0], _hash(f"{tname}|{s[2]}{tail}".encode(), digest_size=8).hexdigest(), *s[2:]) for s in scored]
+            scored.sort()
         best = scored[0]
         mid = best[2]
         tied = [s[2] for s in scored[1:] if s[0] == best[0]]
