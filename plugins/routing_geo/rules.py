@@ -345,7 +345,7 @@ def explain_miss(rule: Rule, lead: Lead, g: LeadGeo) -> str | None:
 
 
 #: Distinct lead keys remembered by :meth:`Ruleset.decide` before the cache starts over.
-DECISION_CACHE_SIZE = 50_000
+DECISION_CACHE_SIZE = 10_000
 
 
 def decision_key(lead: Lead) -> tuple[Any, ...] | None:
