@@ -66,7 +66,16 @@ def check_value(decl: Setting, value: Any, key: str, where: str) -> Any:
         choices = ", ".join(repr(c) for c in decl.choices)
         raise ConfigError(f"expected one of {choices}, got {value!r}", path=where, key=key)
     if decl.validate is not None:
-        result = decl.validate(value, key)
+        try:
+            result = decl.validate(value, key)
+        except ConfigError as exc:
+            if exc.path is not None:
+                raise
+            # A plugin's validator knows the key path but not the file: add it.
+            msg = str(exc)
+            if exc.key and msg.startswith(f"{exc.key}: "):
+                msg = msg[len(exc.key) + 2 :]
+            raise ConfigError(msg, path=where, key=exc.key or key) from None
         if result is not None:
             value = result
     return value
