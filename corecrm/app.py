@@ -249,6 +249,35 @@ class Crm(operations.Operations):
             self._process_captures(pending, ws, all_fresh=all(raw.id in fresh for raw, _ in pending))
         return results
 
+    def store_captures(self, raws: RawCapture | Iterable[RawCapture], *, workspace: str | None = None) -> list[CaptureResult]:
+        """Commit raw payloads without processing them; :meth:`process_captures` runs them later.
+
+        For servers that answer with the capture id as soon as the payload is
+        safe, and run the pipeline after the response. One result per payload:
+        status ``new`` (to be processed: stored now, or stored earlier and not
+        processed yet, then with ``duplicate=True``) or ``duplicate`` (same
+        content already processed).
+        """
+        ws = self.ws(workspace)
+        batch = [raws] if isinstance(raws, RawCapture) else list(raws)
+        out: list[CaptureResult] = []
+        for raw, (cid, status, fresh) in zip(batch, self._store_captures(batch, ws)):
+            raw.id = cid
+            if not fresh and status != "new":
+                out.append(CaptureResult(cid, raw.origin, "duplicate", self._capture_lead_ids(cid, ws), duplicate=True))
+            else:
+                out.append(CaptureResult(cid, raw.origin, "new", duplicate=not fresh))
+        return out
+
+    def process_captures(self, raws: RawCapture | Iterable[RawCapture], *, workspace: str | None = None) -> list[CaptureResult]:
+        """Parse stored raw captures (``raw.id`` set by :meth:`store_captures`) and run them through the pipeline."""
+        ws = self.ws(workspace)
+        batch = [raws] if isinstance(raws, RawCapture) else list(raws)
+        pending = [(raw, CaptureResult(raw.id, raw.origin, "processed")) for raw in batch]  # type: ignore[arg-type]
+        if pending:
+            self._process_captures(pending, ws)
+        return [res for _, res in pending]
+
     def store_raw_capture(
         self,
         payload: bytes,

@@ -527,6 +527,13 @@ def config_check() -> None:
                     checks.extend(f"{plugin} (workspace {ws}): {w}" for w in found)
         except CrmError as exc:
             fail(str(exc))
+        except Exception as exc:
+            from corecrm.plugins import HookCallError
+
+            if not isinstance(exc, HookCallError):
+                raise
+            # a plugin's cross-key check (e.g. a rule naming an unknown team) raises ConfigError
+            fail(str(exc.error) if isinstance(exc.error, CrmError) else str(exc))
     for w in caught:
         click.echo(f"warning: {w.message}", err=True)
     for c in checks:

@@ -71,11 +71,11 @@ def check_value(decl: Setting, value: Any, key: str, where: str) -> Any:
         except ConfigError as exc:
             if exc.path is not None:
                 raise
-            # A plugin's validator knows the key path but not the file: add it.
-            msg = str(exc)
-            if exc.key and msg.startswith(f"{exc.key}: "):
-                msg = msg[len(exc.key) + 2 :]
-            raise ConfigError(msg, path=where, key=exc.key or key) from None
+            # A plugin's validator knows the key path, not the file: add it.
+            text = str(exc)
+            if exc.key and text.startswith(f"{exc.key}: "):
+                text = text[len(exc.key) + 2 :]
+            raise ConfigError(text, path=where, key=exc.key or key) from None
         if result is not None:
             value = result
     return value

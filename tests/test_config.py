@@ -119,3 +119,23 @@ def test_settings_layering_and_env_secrets(make_crm, monkeypatch):
     crm.plugins._settings_cache.clear()
     with pytest.raises(ConfigError, match="MAILER_PW"):
         crm.settings("mailer")
+
+
+def test_a_plugin_validator_error_names_the_file_and_key(make_crm):
+    from corecrm.hooks import hookimpl
+    from corecrm.records import Setting
+
+    def check_rules(value, key):
+        for i, rule in enumerate(value):
+            if rule.get("op") not in ("eq", "in"):
+                raise ConfigError(f"unknown operator {rule.get('op')!r}", key=f"{key}[{i}].op")
+
+    class Rules:
+        @hookimpl
+        def crm_plugin_settings(self):
+            return [Setting("rules", "list", [], validate=check_rules)]
+
+    with pytest.raises(ConfigError) as exc:
+        make_crm({"plugins": {"enabled": ["capture_json"], "rules": {"rules": [{"op": "eq"}, {"op": "like"}]}}}, plugins={"rules": Rules()})
+    msg = str(exc.value)
+    assert msg.endswith("corecrm.toml: plugins.rules.rules[1].op: unknown operator 'like'"), msg
