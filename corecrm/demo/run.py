@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import random
+import secrets
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -52,6 +54,8 @@ def build(directory: Path) -> tuple[Any, dict[str, Any]]:
     from corecrm.demo import sample
 
     directory.mkdir(parents=True, exist_ok=True)
+    # Secrets are references to environment variables, never in the file.
+    os.environ.setdefault("CORECRM_DEMO_SECRET", secrets.token_urlsafe(24))
     cfg_path = directory / "corecrm.toml"
     cfg_path.write_text((HERE / "demo.toml").read_text(encoding="utf-8"), encoding="utf-8")
     db = directory / "corecrm.db"
@@ -98,6 +102,8 @@ def build(directory: Path) -> tuple[Any, dict[str, Any]]:
         if lead.owner and rng.random() < 0.85:
             crm.log_activity(lead.id, "call", note="intro call", owner=lead.owner)
         hot = (lead.score or 0) >= 30 or lead.stage in (Stage.MQL, Stage.SQL)
+        # Better-scored leads buy more often, so the scoring report has something to find.
+        win_chance = min(0.85, 0.35 + (lead.score or 0) / 100)
         if rng.random() < (0.55 if hot else 0.15):
             clock.now += dt.timedelta(days=rng.randint(1, 6))
             if lead.stage in (Stage.LEAD, Stage.MQL, Stage.NURTURING):
@@ -108,7 +114,7 @@ def build(directory: Path) -> tuple[Any, dict[str, Any]]:
                 if rng.random() < 0.6:
                     clock.now += dt.timedelta(days=rng.randint(2, 9))
                     crm.move_deal(deal_id, st, actor=lead.owner or "demo")
-            if rng.random() < 0.55:
+            if rng.random() < win_chance:
                 clock.now += dt.timedelta(days=rng.randint(1, 14))
                 crm.move_deal(deal_id, won_stage, actor=lead.owner or "demo")
                 cid, _ = crm.convert(lead.id, actor=lead.owner or "demo")
@@ -127,7 +133,29 @@ def build(directory: Path) -> tuple[Any, dict[str, Any]]:
     crm.add_transactions(tx)
     facts["customers"] = len(customers)
     facts["transactions"] = len(tx)
+    facts["steps"] = run_steps(cfg_path, end)
     return crm, facts
+
+
+def run_steps(cfg_path: Path, now: dt.datetime) -> list[dict[str, Any]]:
+    """Run the admin commands of ``steps.txt`` that installed plugins provide, at the demo's clock."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from corecrm.cli import main
+
+    done = []
+    env = {"CORECRM_NOW": now.isoformat(), "CORECRM_CONFIG": str(cfg_path)}
+    for line in (HERE / "steps.txt").read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        args = shlex.split(line)
+        result = CliRunner().invoke(main, args, env=env)
+        if result.exit_code == 2 and "No such command" in result.output:
+            continue  # no installed plugin provides it
+        done.append({"command": f"corecrm {line}", "ok": result.exit_code == 0, "output": result.output.strip().splitlines()[-1:] if result.output.strip() else []})
+    return done
 
 
 def funnel_by_source(crm: Any) -> tuple[list[str], list[list[Any]]]:
@@ -202,7 +230,11 @@ def run_demo(directory: str | None, *, as_json: bool = False) -> None:
     click.echo(f"CRM built in {f['directory']} (open it with: corecrm --config {Path(f['directory']) / 'corecrm.toml'} leads list)")
     click.echo(f"plugins: {', '.join(f['plugins'])}")
     click.echo(f"capture formats: {', '.join(f['formats'])}")
-    click.echo(f"captures: {f['captures']}; leads stored: {f['leads']}; customers: {f['customers']}; purchases: {f['transactions']}")
+    caps = f["captures"]
+    click.echo(f"captures: {sum(caps.values())} ({', '.join(f'{v} {k}' for k, v in sorted(caps.items()))}; quarantined ones wait in `corecrm quarantine list`)")
+    click.echo(f"leads stored: {f['leads']}; customers: {f['customers']}; purchases: {f['transactions']}")
+    for step in f["steps"]:
+        click.echo(f"ran `{step['command']}`: {'ok' if step['ok'] else 'FAILED'} {' '.join(step['output'])}")
     _section("Funnel by source")
     click.echo(format_table(funnel_cols, funnel_rows))
     _section("Assignments per rep")
