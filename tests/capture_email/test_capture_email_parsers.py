@@ -206,6 +206,13 @@ def test_broken_mime_still_reads_what_it_can(cfg: EmailSettings) -> None:
     assert "StartBoundaryNotFoundDefect" in parsed.meta["defects"]
 
 
+def test_charset_with_a_nul_byte_is_ignored(cfg: EmailSettings) -> None:
+    # Found by the fuzz test: codecs.lookup raises ValueError (not LookupError) on a NUL.
+    raw = b"From: a@example.com\r\nSubject: s\r\nContent-Type: text/plain; charset=\x00SO-8859-1\r\n\r\nName: Zo\xe9 Smith\r\n"
+    [lead] = parse_email(raw, cfg).leads
+    assert (lead.first_name, lead.last_name) == ("Zoé", "Smith")
+
+
 def test_zip_and_binary_attachments_are_not_read(cfg: EmailSettings) -> None:
     parsed = parse_email(load("zip_attachment.synthetic.eml"), cfg)
     notes = {a["filename"]: a for a in parsed.meta["attachments"]}
