@@ -153,6 +153,7 @@ def parse_email(payload: bytes, cfg: EmailSettings, *, extra_own: frozenset[str]
             meta.update(profile=prof.name, extractor="adf", adf_in=where)
             for lead in leads:
                 lead.attributes["email"] = _mail_attrs(view)
+                lead.attributes["profile"] = prof.name
             return ParsedCapture(leads=leads, meta=meta)
 
     candidates = matching or [cfg.builtin_profile]
