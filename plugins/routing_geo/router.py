@@ -27,7 +27,7 @@ import attrs
 from corecrm.models import Lead
 from corecrm.records import Assignment
 from corecrm_plugins.routing_geo.model import Directory, Member, Team
-from corecrm_plugins.routing_geo.rules import Rule, Ruleset
+from corecrm_plugins.routing_geo.rules import Decision, Rule, Ruleset
 
 _DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
@@ -90,6 +90,8 @@ class _Availability(dict):  # type: ignore[type-arg]
     def __init__(self, members: dict[str, Member], now: dt.datetime, respect_hours: bool) -> None:
         super().__init__()
         self.members, self.now, self.respect_hours = members, now, respect_hours
+        #: candidate entries shared by the batch's explanations (same member, load and reason)
+        self.shared: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def __missing__(self, mid: str) -> str | None:
         m = self.members.get(mid)
@@ -99,6 +101,9 @@ class _Availability(dict):  # type: ignore[type-arg]
 
     def get(self, mid: str, default: Any = None) -> Any:  # type: ignore[override]
         return self[mid] if mid in self.members else default
+
+
+_hash = hashlib.blake2b
 
 
 def _tie(team: str, member: str, clock: float, key: str) -> str:
@@ -133,11 +138,13 @@ class Router:
         avail = _Availability(self.directory.members, now, self.respect_hours)
         batch_new: dict[str, int] = {}
         out: list[Assignment] = []
+        decide = self.ruleset.decide
         for i, lead in enumerate(leads):
             if skip_owned and lead.owner:
                 continue
-            rule, g = self.ruleset.match(lead)
-            if rule is None:
+            d = decide(lead)
+            if d.rule is None:
+                g = d.g
                 q = self.ruleset.default_queue
                 expl: dict[str, Any] = {
                     "rule": None,
@@ -148,7 +155,7 @@ class Router:
                 out.append(Assignment(index=i, owner=None, team=q, queue=q, rule=None,
                                       reason=f"no rule matched; waits in default queue {q}", explanation=expl))
                 continue
-            out.append(self._route_one(i, lead, rule, g, now, snapshot, avail, batch_new))
+            out.append(self._route_one(i, lead, d, snapshot, avail, batch_new))
         return out
 
     def select(self, team: Team, lead: Lead, index: int, now: dt.datetime, snapshot: Snapshot,
@@ -162,25 +169,42 @@ class Router:
         return self._select(team, lead, index, strategy or team.strategy, snapshot, avail, batch_new, exclude)
 
     # ------------------------------------------------------------------ one lead
-    def _route_one(self, i: int, lead: Lead, rule: Rule, g: Any, now: dt.datetime, snapshot: Snapshot,
-                   avail: dict[str, str | None], batch_new: dict[str, int]) -> Assignment:
-        team = self.directory.teams.get(rule.target)
+    def _prefix(self, d: Decision) -> dict[str, Any]:
+        """The explanation fields that depend only on the rule and the lead's routing fields, built once per decision."""
+        hit = d.prefix
+        if hit is not None and hit[0] is self.directory:
+            return hit[1]
+        rule, g = d.rule, d.g
+        assert rule is not None
         expl: dict[str, Any] = {
             "rule": {"name": rule.name, "position": rule.index + 1, "criteria": self._criteria(rule)},
             "normalised": {"country": g.country, "regions": sorted(g.regions), "postal": g.postal,
                            "interests": sorted(g.interests)},
         }
         if rule.index:
-            expl["earlier_rules"] = self.ruleset.misses(lead, g, rule)
+            expl["earlier_rules"] = d.earlier
+        team = self.directory.teams.get(rule.target)
+        if team is None:
+            expl["target"] = {"queue": rule.target}
+        else:
+            expl["target"] = {"team": team.name, "mode": team.mode}
+            sla = rule.sla_minutes if rule.sla_minutes is not None else team.sla_minutes
+            if sla is not None:
+                expl["sla_minutes"] = sla
+        d.prefix = (self.directory, expl)
+        return expl
+
+    def _route_one(self, i: int, lead: Lead, d: Decision, snapshot: Snapshot,
+                   avail: dict[str, str | None], batch_new: dict[str, int]) -> Assignment:
+        rule = d.rule
+        assert rule is not None
+        team = self.directory.teams.get(rule.target)
+        # a fresh top-level dict per lead; the nested rule/normalised/earlier_rules parts are shared, read-only
+        expl = dict(self._prefix(d))
         if team is None:  # the default queue named by a rule
             q = rule.target
-            expl["target"] = {"queue": q}
             return Assignment(index=i, team=q, queue=q, rule=rule.name,
                               reason=f"rule {rule.name} → queue {q}", explanation=expl)
-        expl["target"] = {"team": team.name, "mode": team.mode}
-        sla = rule.sla_minutes if rule.sla_minutes is not None else team.sla_minutes
-        if sla is not None:
-            expl["sla_minutes"] = sla
         if team.is_queue or team.mode == "pull":
             what = "queue" if team.is_queue else "pull team"
             return Assignment(index=i, team=team.name, queue=team.name, rule=rule.name,
@@ -198,34 +222,62 @@ class Router:
     def _select(self, team: Team, lead: Lead, index: int, strategy: str, snapshot: Snapshot,
                 avail: dict[str, str | None], batch_new: dict[str, int], exclude: Sequence[str]) -> tuple[str | None, dict[str, Any]]:
         members = self.directory.members
+        open_load = snapshot.open_load
+        new_today = snapshot.new_today
+        inline_capacity = type(self)._capacity is Router._capacity  # a subclass may redefine capacity
         candidates: list[dict[str, Any]] = []
         ok: list[str] = []
-        lang = (lead.language or "").split("-")[0].split("_")[0].lower() or None
-        speakers = {m for m in team.members if lang and lang in members[m].languages} if team.match_language and lang else set()
+        skipped: list[str] = []
+        loads: dict[str, int] = {}
+        cand_of: dict[str, dict[str, Any]] = {}
+        shared: dict[tuple[Any, ...], dict[str, Any]] | None = getattr(avail, "shared", None)
+        lang = None
+        speakers: set[str] = set()
+        if team.match_language and lead.language:
+            lang = lead.language.split("-")[0].split("_")[0].lower() or None
+            if lang:
+                speakers = {m for m in team.members if lang in members[m].languages}
         for mid in team.members:
             m = members[mid]
-            why = None
-            if mid in exclude:
-                why = "excluded (SLA lapsed with this member)"
-            else:
-                why = avail[mid]
+            extra = batch_new.get(mid, 0)
+            load = open_load.get(mid, 0) + extra
+            loads[mid] = load
+            why = "excluded (SLA lapsed with this member)" if mid in exclude else avail[mid]
             if why is None:
-                why = self._capacity(m, snapshot, batch_new)
+                if inline_capacity:  # capacity() with this lead's numbers, without a call per member
+                    if m.max_open is not None and load >= m.max_open:
+                        why = f"at capacity ({load}/{m.max_open} open leads)"
+                    elif m.max_new_per_day is not None:
+                        today = new_today.get(mid, 0) + extra
+                        if today >= m.max_new_per_day:
+                            why = f"daily limit reached ({today}/{m.max_new_per_day} new leads today)"
+                else:
+                    why = self._capacity(m, snapshot, batch_new)
             if why is None and speakers and mid not in speakers:
                 why = f"does not speak {lang}"
-            load = snapshot.open_load.get(mid, 0) + batch_new.get(mid, 0)
-            entry: dict[str, Any] = {"member": mid, "open": load}
             if why:
-                entry["skipped"] = why
+                if shared is None:
+                    candidates.append({"member": mid, "open": load, "skipped": why})
+                else:  # the same member, load and reason: one read-only entry for the whole batch
+                    c = shared.get((mid, load, why))
+                    if c is None:
+                        c = shared[(mid, load, why)] = {"member": mid, "open": load, "skipped": why}
+                    candidates.append(c)
+                skipped.append(f"{mid} {why}")
             else:
-                entry["why"] = f"available ({load} open)"
+                if shared is None:
+                    c = {"member": mid, "open": load, "why": f"available ({load} open)"}
+                else:
+                    c = shared.get((mid, load))
+                    if c is None:
+                        c = shared[(mid, load)] = {"member": mid, "open": load, "why": f"available ({load} open)"}
+                cand_of[mid] = c
+                candidates.append(c)
                 ok.append(mid)
-            candidates.append(entry)
         expl: dict[str, Any] = {"strategy": strategy, "candidates": candidates}
-        if team.match_language and lang and not speakers:
+        if lang and not speakers:
             expl["language"] = f"no member speaks {lang}; language ignored"
-        skipped = [c for c in candidates if "skipped" in c]
-        expl["summary"] = "; ".join(f"{c['member']} {c['skipped']}" for c in skipped) or "all available"
+        expl["summary"] = "; ".join(skipped) or "all available"
 
         # sticky ownership first
         if team.sticky or strategy == "sticky":
@@ -247,41 +299,62 @@ class Router:
                 strategy = "round_robin"
         if not ok:
             return None, expl
-        clock = snapshot.clocks.get(team.name, 0.0)
-        scored = []
+        tname = team.name
+        clock = snapshot.clocks.get(tname, 0.0)
+        passes = snapshot.passes
+        weighted = strategy == "weighted"
+        least = strategy == "least_loaded"
+        scored: list[tuple[Any, ...]] = []  # the rows tied for the smallest key so far
+        top: tuple[float, ...] | None = None
         for mid in ok:
-            w = members[mid].weight if strategy == "weighted" else 1.0
+            w = members[mid].weight if weighted else 1.0
             # start-time fair queueing: the smallest start tag goes next; a member who was
             # away (or is new) starts at the team clock instead of collecting missed turns
-            start = max(snapshot.passes.get((team.name, mid), clock), clock)
+            start = passes.get((tname, mid), clock)
+            if start < clock:
+                start = clock
             finish = start + 1.0 / w
-            load = snapshot.open_load.get(mid, 0) + batch_new.get(mid, 0)
-            if strategy == "least_loaded":
+            load = loads[mid]
+            if least:
                 primary: tuple[float, ...] = (load / members[mid].weight, start, finish)
             else:
                 primary = (start, finish)
-            scored.append((primary, "", mid, start, finish, load))
-        top = min(s[0] for s in scored)
-        tied_rows = [s for s in scored if s[0] == top]
-        if len(tied_rows) > 1:  # hash only the tie: never list order, never the oldest member
+            if top is None or primary < top:
+                top = primary
+                scored = [(primary, "", mid, start, finish, load)]
+            elif primary == top:
+                scored.append((primary, "", mid, start, finish, load))
+        if len(scored) > 1:  # hash only the tie: never list order, never the oldest member
             key = lead.origin_key or (str(lead.id) if lead.id is not None else f"#{index}")
-            tied_rows = [(s[0], _tie(team.name, s[2], clock, key), *s[2:]) for s in tied_rows]
-        tied_rows.sort()
-        scored = tied_rows
+            tail = f"|{clock:.9f}|{key}"
+            scored = [(s[0], _hash(f"{tname}|{s[2]}{tail}".encode(), digest_size=8).hexdigest(), *s[2:]) for s in scored]
+            scored.sort()
         best = scored[0]
         mid = best[2]
         tied = [s[2] for s in scored[1:] if s[0] == best[0]]
-        if strategy == "least_loaded":
+        weight = members[mid].weight
+        if least:
             why = f"least loaded: {mid} has {best[5]} open lead(s)"
-        elif strategy == "weighted":
-            why = f"weighted rotation: {mid}'s turn (weight {members[mid].weight:g}, turn at {best[3]:.3f})"
+        elif weighted:
+            why = f"weighted rotation: {mid}'s turn (weight {weight:g}, turn at {best[3]:.3f})"
         else:
             why = f"round robin: {mid}'s turn (least recently assigned among {len(ok)} available)"
         if tied:
             why += f"; tie with {', '.join(tied)} broken by rotation hash"
         expl["chosen"], expl["choice"] = mid, why
-        _mark(candidates, mid)
-        self._commit(team.name, mid, snapshot, batch_new, members[mid].weight if strategy == "weighted" else 1.0, strategy=strategy)
+        c = cand_of[mid]  # the chosen entry is this lead's own (entries may be shared within the batch)
+        candidates[candidates.index(c)] = {"member": mid, "open": c["open"], "why": f"chosen ({c['open']} open)", "chosen": True}
+        if type(self)._commit is Router._commit:  # the same arithmetic as _commit, inline
+            start = passes.get((tname, mid), clock)
+            if start < clock:
+                start = clock
+            passes[(tname, mid)] = start + 1.0 / (weight if weighted else 1.0)
+            snapshot.clocks[tname] = start
+            batch_new[mid] = batch_new.get(mid, 0) + 1
+            turns = snapshot.turns
+            turns[(tname, mid)] = turns.get((tname, mid), 0) + 1
+        else:
+            self._commit(tname, mid, snapshot, batch_new, weight if weighted else 1.0, strategy=strategy)
         return mid, expl
 
     def _capacity(self, m: Member, snapshot: Snapshot, batch_new: dict[str, int]) -> str | None:
@@ -299,10 +372,9 @@ class Router:
 
 
 def _mark(candidates: list[dict[str, Any]], member: str) -> None:
-    for c in candidates:
-        if c["member"] == member:
-            c["chosen"] = True
-            c["why"] = f"chosen ({c['open']} open)"
+    for i, c in enumerate(candidates):
+        if c["member"] == member:  # replaced, not changed: entries may be shared within a batch
+            candidates[i] = {**c, "chosen": True, "why": f"chosen ({c['open']} open)"}
 
 
 def advance(passes: dict[tuple[str, str], float], clocks: dict[str, float], team: str, mid: str, weight: float) -> None:

@@ -344,6 +344,38 @@ def explain_miss(rule: Rule, lead: Lead, g: LeadGeo) -> str | None:
     return None
 
 
+#: Distinct lead keys remembered by :meth:`Ruleset.decide` before the cache starts over.
+DECISION_CACHE_SIZE = 10_000
+
+
+def decision_key(lead: Lead) -> tuple[Any, ...] | None:
+    """Every lead field that rule matching and its explanation read (``where`` aside).
+
+    ``None`` (do not cache) for values that are not plain strings: ``1``, ``1.0`` and ``True`` are
+    equal keys but print differently in an explanation.
+    """
+    score = lead.score
+    interests = tuple(lead.interests) if lead.interests else ()
+    key = (lead.country, lead.region, lead.postal_code, lead.source, lead.language, lead.grade, *interests)
+    for v in key:
+        if v is not None and type(v) is not str:
+            return None
+    if score is not None and type(score) is not int and type(score) is not float:
+        return None
+    return (len(interests), type(score), score, *key)
+
+
+class Decision:
+    """The rule a lead matches, its normalised values and why earlier rules missed (shared, read-only)."""
+
+    __slots__ = ("rule", "g", "earlier", "prefix")
+
+    def __init__(self, rule: Rule | None, g: LeadGeo, earlier: list[dict[str, str]] | None) -> None:
+        self.rule, self.g, self.earlier = rule, g, earlier
+        #: (directory, explanation fields that depend only on the rule) filled in by the router
+        self.prefix: tuple[Any, dict[str, Any]] | None = None
+
+
 class Ruleset:
     """The ordered rules and the default queue, with a per-country index."""
 
@@ -352,6 +384,8 @@ class Ruleset:
         self.default_queue = default_queue
         self.aliases = aliases
         self._by_country: dict[str | None, list[Rule]] = {}
+        #: lead key → :class:`Decision`; only when no rule has ``where`` conditions (those may read any field)
+        self._decisions: dict[tuple[Any, ...], Decision] | None = None if any(r.where for r in self.rules) else {}
 
     def _candidates(self, country: str | None) -> list[Rule]:
         hit = self._by_country.get(country)
@@ -371,6 +405,27 @@ class Ruleset:
             if explain_miss(rule, lead, g) is None:
                 return rule, g
         return None, g
+
+    def decide(self, lead: Lead) -> Decision:
+        """:meth:`match` and :meth:`misses` for ``lead``, shared by every lead with the same routing fields.
+
+        Matching reads only the fields in :func:`decision_key`, so leads that agree on them match the
+        same rule for the same reasons: the first such lead pays, the others reuse its (read-only)
+        result. Rulesets with ``where`` conditions, which may read any field, are not cached.
+        """
+        cache = self._decisions
+        key = decision_key(lead) if cache is not None else None
+        if key is not None:
+            hit = cache.get(key)  # type: ignore[union-attr]
+            if hit is not None:
+                return hit
+        rule, g = self.match(lead)
+        d = Decision(rule, g, self.misses(lead, g, rule) if rule is not None and rule.index else None)
+        if key is not None:
+            if len(cache) >= DECISION_CACHE_SIZE:  # type: ignore[arg-type]
+                cache.clear()  # type: ignore[union-attr]
+            cache[key] = d  # type: ignore[index]
+        return d
 
     def misses(self, lead: Lead, g: LeadGeo, upto: Rule | None) -> list[dict[str, str]]:
         """Why each earlier rule that could apply to the lead's country did not match (for ``corecrm explain``).
@@ -491,4 +546,4 @@ def shadow_warnings(rules: Sequence[Rule], prefix: str) -> list[tuple[str, str]]
     return out
 
 
-__all__ = ["Rule", "Ruleset", "explain_miss", "lead_geo", "parse_rules", "shadow_warnings"]
+__all__ = ["Decision", "Rule", "Ruleset", "decision_key", "explain_miss", "lead_geo", "parse_rules", "shadow_warnings"]
