@@ -28,7 +28,7 @@ from corecrm.records import ParsedCapture
 from corecrm_plugins.capture_email.adf import AdfError, find_adf, parse_adf
 from corecrm_plugins.capture_email.classify import skip_reason
 from corecrm_plugins.capture_email.config import EmailSettings, Profile
-from corecrm_plugins.capture_email.fields import apply_pairs, find_email, key_values, split_name
+from corecrm_plugins.capture_email.fields import apply_pairs, find_email, key_values, norm_label, split_name
 from corecrm_plugins.capture_email.htmltext import table_pairs
 from corecrm_plugins.capture_email.message import MailView, read_message
 
@@ -63,16 +63,14 @@ def extract_fields(profile: Profile, view: MailView) -> dict[str, Any]:
         return {}
     if ext == "regex":
         hay = f"Subject: {view.subject}\n{view.text}"
-        pairs: list[tuple[str, str]] = []
-        out: dict[str, Any] = {}
+        found: list[tuple[str, str]] = []
         for target, rx in profile.patterns.items():
             m = rx.search(hay)
             if m and m.group(1) and m.group(1).strip():
-                pairs.append((target, m.group(1).strip()))
-        labels = {t: t for t in profile.patterns}
-        out = apply_pairs(pairs, labels)
-        return out
-    pairs = []
+                found.append((target, m.group(1).strip()))
+        # The "labels" here are the target names themselves.
+        return apply_pairs(found, {norm_label(t): t for t in profile.patterns})
+    pairs: list[tuple[str, str]] = []
     if ext in ("html_table", "auto") and view.html_rows:
         pairs.extend(table_pairs(view.html_rows))
     if ext in ("keyvalue", "auto"):
@@ -155,6 +153,7 @@ def parse_email(payload: bytes, cfg: EmailSettings, *, extra_own: frozenset[str]
             meta.update(profile=prof.name, extractor="adf", adf_in=where)
             for lead in leads:
                 lead.attributes["email"] = _mail_attrs(view)
+                lead.attributes["profile"] = prof.name
             return ParsedCapture(leads=leads, meta=meta)
 
     candidates = matching or [cfg.builtin_profile]

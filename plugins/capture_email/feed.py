@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import hashlib
 import mailbox
 import os
 from pathlib import Path
@@ -56,8 +57,6 @@ def capture_messages(crm: Any, messages: Sequence[Message], *, workspace: str, o
         seen = store.known(conn, ws, [m for m in mids if m])
     raws: list[RawCapture] = []
     first_in_batch: dict[str, int] = {}
-    import hashlib
-
     hashes = [hashlib.sha256(m.payload).hexdigest() for m in messages]
     for i, (msg, mid) in enumerate(zip(messages, mids)):
         meta = dict(msg.meta)

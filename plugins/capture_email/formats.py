@@ -25,6 +25,16 @@ def _mbox_count(payload: bytes) -> int:
     return len(_MBOX_SEP.findall(payload))
 
 
+def _source_from_capture(parsed: ParsedCapture, meta: dict[str, Any]) -> None:
+    """``corecrm capture --source X`` wins over the defaults, not over a matching profile's source."""
+    src = meta.get("source")
+    if not src:
+        return
+    for lead in parsed.leads:
+        if lead.attributes.get("profile") in (None, "builtin"):
+            lead.source = src
+
+
 def make_email_format(cfg: EmailSettings) -> CaptureFormat:
     from corecrm_plugins.capture_email import extract
 
@@ -42,7 +52,9 @@ def make_email_format(cfg: EmailSettings) -> CaptureFormat:
         if dup:
             return ParsedCapture(skipped=f"duplicate: Message-ID {dup.get('message_id')} was already captured (capture {dup.get('capture_id')})", meta={"message_id": dup.get("message_id")})
         own = frozenset(a.lower() for a in meta.get("own_addresses") or ())
-        return extract.parse_email(raw.payload, cfg, extra_own=own)
+        parsed = extract.parse_email(raw.payload, cfg, extra_own=own)
+        _source_from_capture(parsed, meta)
+        return parsed
 
     return CaptureFormat(
         name="email",
@@ -71,6 +83,8 @@ def make_adf_format(cfg: EmailSettings) -> CaptureFormat:
 
     def parse(raw: RawCapture) -> ParsedCapture:
         leads = adf.parse_adf(raw.payload, source=source, campaign=campaign)
-        return ParsedCapture(leads=leads, meta={"prospects": len(leads)})
+        parsed = ParsedCapture(leads=leads, meta={"prospects": len(leads)})
+        _source_from_capture(parsed, raw.meta or {})
+        return parsed
 
     return CaptureFormat(name="adf", sniff=sniff, parse=parse, description="an ADF (Auto-lead Data Format) XML document, prolog quirks tolerated")

@@ -123,12 +123,12 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
         try:
             codecs.lookup(cs)
             tried.append(cs)
-        except LookupError:
+        except (LookupError, ValueError):  # unknown name, or junk such as a NUL in it
             pass
     for cs in tried + ["utf-8", "cp1252"]:
         try:
             return data.decode(cs)
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeDecodeError, LookupError, ValueError):
             continue
     return data.decode("latin-1")
 

@@ -69,6 +69,18 @@ def test_adf_files_become_leads_with_vehicle(make_crm, db_url):
         assert (v["year"], v["make"], v["model"]) == ("1999", "Chevrolet", "Blazer")
 
 
+def test_capture_source_option_overrides_the_default_source_not_a_profile(make_crm):
+    crm = make_crm({"plugins": {"enabled": ["capture_email"], "capture_email": {"profiles": [{"name": "shop", "match_from": "@shop\\.example\\.com$", "source": "website"}]}}})
+    res = crm.capture(
+        [
+            RawCapture(load("odoo_crm_customer_request.eml"), origin="a.eml", meta={"source": "partner"}),
+            RawCapture(load("sendadf_minimal_pretty.adf.xml"), origin="b.adf.xml", meta={"source": "partner"}),
+            RawCapture(load("cf7_wordpress.synthetic.eml"), origin="c.eml", meta={"source": "partner"}),
+        ]
+    )
+    assert [crm.lead(r.lead_ids[0]).source for r in res] == ["partner", "partner", "website"]
+
+
 def test_bad_messages_are_quarantined_and_the_rest_go_on(make_crm, db_url):
     crm = make_crm(ONLY_EMAIL, database=db_url)
     results = crm.capture(

@@ -206,6 +206,13 @@ def test_broken_mime_still_reads_what_it_can(cfg: EmailSettings) -> None:
     assert "StartBoundaryNotFoundDefect" in parsed.meta["defects"]
 
 
+def test_charset_with_a_nul_byte_is_ignored(cfg: EmailSettings) -> None:
+    # Found by the fuzz test: codecs.lookup raises ValueError (not LookupError) on a NUL.
+    raw = b"From: a@example.com\r\nSubject: s\r\nContent-Type: text/plain; charset=\x00SO-8859-1\r\n\r\nName: Zo\xe9 Smith\r\n"
+    [lead] = parse_email(raw, cfg).leads
+    assert (lead.first_name, lead.last_name) == ("Zoé", "Smith")
+
+
 def test_zip_and_binary_attachments_are_not_read(cfg: EmailSettings) -> None:
     parsed = parse_email(load("zip_attachment.synthetic.eml"), cfg)
     notes = {a["filename"]: a for a in parsed.meta["attachments"]}
@@ -290,12 +297,13 @@ def test_profile_with_most_required_fields_wins() -> None:
 
 def test_regex_profile_reads_the_subject() -> None:
     cfg = EmailSettings.from_settings(
-        {"profiles": [{"name": "zillow", "match_subject": "is requesting information", "extractor": "regex", "patterns": {"name": r"^Subject: (.+?) is requesting", "street": r"information about (.+)$"}, "required": ["name"]}]}
+        {"profiles": [{"name": "zillow", "match_subject": "is requesting information", "extractor": "regex", "patterns": {"name": r"^Subject: (.+?) is requesting", "street": r"information about (.+)$", "postal_code": r"^Zip: (\d+)", "attributes.listing": r"about (\d+) "}, "required": ["name"]}]}
     )
-    raw = b"From: leads@zillow.example\r\nSubject: Sam Lee is requesting information about 1 Oak Rd\r\n\r\nReply to this lead.\r\n"
+    raw = b"From: leads@zillow.example\r\nSubject: Sam Lee is requesting information about 1 Oak Rd\r\n\r\nReply to this lead.\r\nZip: 97201\r\n"
     [lead] = parse_email(raw, cfg).leads
     assert (lead.first_name, lead.last_name) == ("Sam", "Lee")
     assert lead.attributes["street"] == "1 Oak Rd"
+    assert lead.postal_code == "97201" and lead.attributes["form"]["listing"] == "1"
     assert lead.email is None  # the marketplace's address is not the lead's
 
 
