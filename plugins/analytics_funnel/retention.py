@@ -88,6 +88,11 @@ def active_customers(conn: sa.Connection, workspaces: Sequence[str], start: dt.d
     return [int(r[0]) for r in conn.execute(sa.text(sql), binds)]
 
 
+def _value_plugins(crm: Any, workspace: str) -> bool:
+    plugins = getattr(crm, "plugins", None)
+    return bool(plugins is not None and plugins.impls("crm_customer_values", workspace))
+
+
 def customer_values(crm: Any, workspace: str, customer_ids: list[int]) -> tuple[list[Any], list[str]]:
     """Values other plugins (e.g. clv) give these customers, and which plugins answered."""
     plugins = getattr(crm, "plugins", None)
@@ -124,7 +129,8 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
 
     with crm.engine.connect() as conn:
         agg = period_rows(conn, workspaces, w_start, w_end, k) if n_periods else {}
-        ids = active_customers(conn, workspaces, w_start, w_end) if n_periods else []
+        # the customers to ask a customer-value plugin about (only when one is enabled: a second pass over transactions)
+        ids = active_customers(conn, workspaces, w_start, w_end) if n_periods and agg and _value_plugins(crm, workspaces[0]) else []
 
     periods = []
     rows = []
@@ -175,7 +181,7 @@ def run(crm: Any, workspace: str | Sequence[str], params: Mapping[str, Any] | No
     if answered:
         notes.append(f"customers at risk (P(alive) < {threshold:g}, from {', '.join(answered)}): {len(at_risk)} worth "
                      f"{c.money_text(sum(r['value'] or 0.0 for r in at_risk))}")
-    elif ids:
+    elif agg and not _value_plugins(crm, ws0):
         notes.append("customers at risk need a customer-value plugin (e.g. clv); none is enabled")
     return ReportTable(
         title=f"Retention and churn ({every}ly)",
