@@ -66,8 +66,8 @@ def crm_plugin_settings() -> list[Setting]:
     return [
         Setting("blocking_keys", "list", list(DEFAULT_KEYS), "blocking keys: built-in names or {name, parts} tables", validate=_validate_keys),
         Setting("rules", "list", [dict(r) for r in DEFAULT_RULES], "match rules ([[plugins.dedup.rules]])", validate=_validate_rules),
-        Setting("max_block_size", "int", 50, "a key shared by more leads than this is too common to block on", validate=_positive),
-        Setting("max_compare", "int", 25, "stored leads compared per incoming lead at most (those sharing the most keys)", validate=_positive),
+        Setting("max_block_size", "int", 25, "a key shared by more leads than this is too common to block on", validate=_positive),
+        Setting("max_compare", "int", 10, "stored leads compared per incoming lead at most (those sharing the most keys)", validate=_positive),
         Setting("within_batch", "bool", True, "also match the leads of one batch (one import) against each other"),
         Setting("auto_merge", "bool", True, "merge pairs above a rule's merge_at (off: flag them only)"),
         Setting("max_candidates", "int", 3, "candidates reported per lead", validate=_positive),
@@ -95,7 +95,7 @@ def crm_match_leads(leads: Sequence[Any], ctx: Any, settings: Mapping[str, Any])
     if engine is not None:
         _reindex_pending(crm, ctx.workspace, matcher)
         with engine.connect() as conn:
-            out = match_stored(view, conn, ctx.workspace, limit=int(settings.get("max_candidates", 3)), max_compare=int(settings.get("max_compare", 25)))
+            out = match_stored(view, conn, ctx.workspace, limit=int(settings.get("max_candidates", 3)), max_compare=int(settings.get("max_compare", 10)))
     if settings.get("within_batch", True) and len(leads) > 1:
         for i, (j, o) in sorted(match_within(view).items()):
             out.append(MatchCandidate(i, None, o.score, o.action, o.rule, o.reasons, batch_index=j))

@@ -52,7 +52,7 @@ class BatchView:
         return p
 
 
-def match_stored(view: BatchView, conn: Any, workspace: str, *, limit: int = 3, max_compare: int = 25) -> list[MatchCandidate]:
+def match_stored(view: BatchView, conn: Any, workspace: str, *, limit: int = 3, max_compare: int = 10) -> list[MatchCandidate]:
     """Candidates among stored leads for every lead of the batch: a few set-based queries in all."""
     matcher = view.matcher
     leads = view.leads

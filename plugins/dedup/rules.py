@@ -78,7 +78,7 @@ class BlockKey:
 class MatchConfig:
     keys: tuple[BlockKey, ...]
     rules: tuple[Rule, ...]
-    max_block_size: int = 50
+    max_block_size: int = 25
 
 
 BUILTIN_KEYS: dict[str, list[str]] = {
@@ -268,5 +268,5 @@ def config_from_settings(settings: Mapping[str, Any], prefix: str = "plugins.ded
     return MatchConfig(
         keys=tuple(parse_key(k, f"{prefix}.blocking_keys[{n}]") for n, k in enumerate(keys)),
         rules=tuple(parse_rule(r, f"{prefix}.rules[{n}]") for n, r in enumerate(rules)),
-        max_block_size=int(settings.get("max_block_size", 50)),
+        max_block_size=int(settings.get("max_block_size", 25)),
     )

@@ -60,7 +60,10 @@ def verify_batch(leads: Sequence[Lead], settings: Mapping[str, Any]) -> list[Fie
 def _verify_names(i: int, lead: Lead, opts: Options, out: list) -> None:
     first, last = lead.first_name, lead.last_name
     why = {"first_name": [], "last_name": []}
-    if opts.split and first and not last and (" " in first.strip() or "," in first):
+    # Split only what reads as a name: every word has a letter ("Ada <3" is left alone).
+    if opts.split and first and not last and (" " in first.strip() or "," in first) and all(
+        any(ch.isalpha() for ch in word) for word in first.replace(",", " ").split()
+    ):
         parts = names.split_full_name(first)
         if parts.last:
             first, last = parts.first, parts.last

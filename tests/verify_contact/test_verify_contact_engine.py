@@ -161,6 +161,7 @@ def test_full_name_split_once_with_reasons():
     assert updates(recs, 1) == {"first_name": "Jane", "last_name": "van der Berg"}
     assert findings(recs, 1)["name_salutation"].suggestion == "Dr"
     assert updates(recs, 2) == {} and updates(recs, 3) == {}
+    assert updates(run([Lead(first_name="Ada <3")])) == {}  # not a full name: left as typed
     assert len([r for r in recs if isinstance(r, FieldUpdate) and r.index == 0 and r.field == "first_name"]) == 1
     assert updates(run([Lead(first_name="JOHN SMITH")], split_names=False, title_case_names=False)) == {}
 
