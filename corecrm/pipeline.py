@@ -350,6 +350,9 @@ class Pipeline:
             if it.out is None and (it.merge_into is not None or it.merge_into_item is not None):
                 target = it.merge_into if it.merge_into is not None else (it.merge_into_item.lead.id if it.merge_into_item else None)
                 if target is None:
+                    # The earlier lead of this batch it duplicates was quarantined or
+                    # rejected: hold this one too rather than drop it; retry decides again.
+                    self._quarantine(it, "match", _last_plugin(it.history, "matched"), "the lead it duplicates in the same batch was not stored; retry after that one")
                     continue
                 if self.crm.merge_into(conn, target, it.lead, workspace=ws, plugin=_last_plugin(it.history, "matched"), history=it.history, now=now):
                     it.lead.id = target

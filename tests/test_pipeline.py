@@ -213,3 +213,16 @@ def test_large_batch_goes_through_in_bulk(make_crm, db_url):
     again = crm.intake([Lead(email=f"p{i}@acme.test", origin_key=f"bulk:{i}") for i in range(12000)])
     assert again.created == [] and again.existing == 12000
     assert {ld.score for ld in crm.leads(limit=50)} == {15}
+
+
+def test_duplicate_of_a_quarantined_lead_in_the_same_batch_is_held_not_dropped(make_crm):
+    boom = ExplodingScorer()
+    crm = make_crm(plugins={"matcher": EmailMatcher(), "exploder": boom})
+    [res] = crm.capture([json_capture([{"email": "boom@x.test", "first_name": "A"}, {"email": "boom@x.test", "company": "B Co"}, {"email": "ok@x.test"}])])
+    assert [crm.lead(i).email for i in res.lead_ids] == ["ok@x.test"]
+    held = crm.quarantined()
+    assert sorted(q["step"] for q in held) == ["match", "score"]
+    boom.armed = False
+    assert crm.retry()["resolved"] == 2
+    booms = [ld for ld in crm.leads() if ld.email == "boom@x.test"]
+    assert len(booms) == 1 and booms[0].company == "B Co" and booms[0].first_name == "A"
