@@ -27,7 +27,7 @@ from corecrm.plugins import PluginManager
 from corecrm.records import CaptureFormat, ParsedCapture, RawCapture
 from corecrm.rows import lead_from_document, lead_from_row
 from corecrm.storage import schema
-from corecrm.storage.db import as_utc, dumps, make_engine, ts, upgrade
+from corecrm.storage.db import as_utc, dumps, make_engine, param_mark, ts, upgrade
 
 #: Leads per batch on the bulk paths: large enough that per-batch costs vanish,
 #: small enough that a batch's objects stay in cache and commits stay short.
@@ -308,7 +308,7 @@ class Crm(operations.Operations):
         now = self.now()
         out: list[tuple[int, str, bool]] = []
         with self.engine.begin() as conn:
-            mark = "%s" if conn.dialect.name == "postgresql" else "?"
+            mark = param_mark(conn)
             insert_sql = (
                 "INSERT INTO captures (workspace, content_hash, origin, content_type, format, payload, meta, status, received_at) "
                 f"VALUES ({', '.join([mark] * 9)}) ON CONFLICT (workspace, content_hash) DO NOTHING RETURNING id"
@@ -383,7 +383,7 @@ class Crm(operations.Operations):
                 )
                 conn.execute(schema.captures.update().where(schema.captures.c.id == raw.id).values(status="quarantined", reason=msg[:4000], processed_at=now))
             if statuses:
-                mark = "%s" if conn.dialect.name == "postgresql" else "?"
+                mark = param_mark(conn)
                 conn.exec_driver_sql(
                     f"UPDATE captures SET status = {mark}, reason = {mark}, format = {mark}, processed_at = {mark} WHERE id = {mark}",
                     [(status, reason, fmt_name, ts(now, conn), cid) for cid, (status, reason, fmt_name) in statuses.items()],

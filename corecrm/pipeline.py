@@ -16,21 +16,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import traceback
-from collections import defaultdict
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import attrs
 import sqlalchemy as sa
 
 from corecrm.context import HookContext, Mode
 from corecrm.errors import TransitionError
-from corecrm.lifecycle import Stage, check_transition
+from corecrm.lifecycle import check_transition
 from corecrm.models import WRITABLE_FIELDS, Event, Lead
-from corecrm.plugins import HookCallError
 from corecrm.records import Assignment, FieldUpdate, Finding, MatchCandidate, Qualification, ScoreContribution, ScreenVerdict
 from corecrm.rows import lead_to_document
 from corecrm.storage import schema
-from corecrm.storage.db import allocate_ids, bulk_insert, dumps, fix_sequence, ts
+from corecrm.storage.db import allocate_ids, bulk_insert, dumps, fix_sequence, param_mark, ts
 
 if TYPE_CHECKING:
     from corecrm.app import Crm
@@ -469,7 +467,7 @@ def _score_json(detail: dict[str, Any] | None, memo: dict[tuple[Any, ...], str |
 def _stored_origin_keys(conn: sa.Connection, ws: str, keys: Sequence[str]) -> dict[str, int]:
     """Which origin keys are already stored (driver-level SQL: this runs for every batch)."""
     stored: dict[str, int] = {}
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    mark = param_mark(conn)
     for chunk in _chunks(keys, 500):
         sql = f"SELECT origin_key, id FROM leads WHERE workspace = {mark} AND origin_key IN ({', '.join(mark for _ in chunk)})"
         stored.update(conn.exec_driver_sql(sql, (ws, *chunk)).all())
@@ -484,5 +482,3 @@ def _chunks(seq: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:
 def make_items(leads: Sequence[Lead], capture_id: int | None, start: int = 0) -> list[Item]:
     return [Item(lead, capture_id, start + i) for i, lead in enumerate(leads)]
 
-
-Callback = Callable[[BatchResult], None]

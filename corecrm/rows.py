@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Any, Mapping
 
-from corecrm.lifecycle import Stage, parse_stage
+from corecrm.lifecycle import Stage
 from corecrm.models import CONTACT_FIELDS, Event, Lead
 from corecrm.storage.db import as_utc
 
@@ -148,7 +148,3 @@ def lead_to_json(lead: Lead, events: list[Event] | None = None) -> dict[str, Any
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def parse_stage_value(value: str) -> Stage:
-    return parse_stage(value)

@@ -92,6 +92,11 @@ def is_postgres(conn: Connection | Engine) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+def param_mark(conn: Connection) -> str:
+    """The driver's placeholder, for hot paths that use driver-level SQL (psycopg ``%s``, sqlite3 ``?``)."""
+    return "%s" if is_postgres(conn) else "?"
+
+
 # --------------------------------------------------------------------------- bulk paths
 
 

@@ -23,7 +23,6 @@ from typing import IO, Any, Callable, Sequence
 import attrs
 import sqlalchemy as sa
 
-from corecrm.errors import CaptureError
 from corecrm.models import Lead
 from corecrm.reports import csv_safe
 from corecrm.storage import schema
