@@ -73,17 +73,34 @@ class HookCallError(Exception):
         super().__init__(f"{plugin}.{hook}: {type(error).__name__}: {error}")
 
 
+class _TrackedPluginManager(pluggy.PluginManager):
+    """pluggy's manager, counting registrations so call orders can be cached safely."""
+
+    generation = 0
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        self.generation += 1
+        return super().register(plugin, name)
+
+    def unregister(self, plugin: object | None = None, name: str | None = None) -> Any:
+        self.generation += 1
+        return super().unregister(plugin, name)
+
+
 class PluginManager:
     """Loads plugins for one CRM instance and calls their hooks."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.pm = pluggy.PluginManager(PROJECT_NAME)
+        self.pm = _TrackedPluginManager(PROJECT_NAME)
         for spec in all_spec_classes():
             self.pm.add_hookspecs(spec)
         self.infos: dict[str, PluginInfo] = {}
         self._declared: dict[str, list[Any]] = {}
         self._settings_cache: dict[tuple[str, str], Mapping[str, Any]] = {}
+        #: (hook, workspace) -> call order; dropped whenever a plugin is (un)registered.
+        self._impls_cache: dict[tuple[str, str | None], list[tuple[str, pluggy.HookImpl]]] = {}
+        self._impls_generation = -1
         self.strict = _env_flag("CORECRM_STRICT_PLUGINS")
 
     # ------------------------------------------------------------------ loading
@@ -245,7 +262,19 @@ class PluginManager:
 
     # ------------------------------------------------------------------ calling
     def impls(self, hook: str, workspace: str | None = None) -> list[tuple[str, pluggy.HookImpl]]:
-        """``(plugin name, impl)`` in call order, without plugins disabled for the workspace."""
+        """``(plugin name, impl)`` in call order, without plugins disabled for the workspace.
+
+        Cached per hook and workspace (the pipeline asks for every step of every
+        batch, and a single web-form lead is a batch): registering or
+        unregistering a plugin drops the cache.
+        """
+        if self._impls_generation != self.pm.generation:
+            self._impls_cache.clear()
+            self._impls_generation = self.pm.generation
+        key = (hook, workspace)
+        cached = self._impls_cache.get(key)
+        if cached is not None:
+            return cached
         caller = getattr(self.pm.hook, hook)
         off = self.config.disabled_in_workspace(workspace) if workspace else frozenset()
         out = []
@@ -255,6 +284,7 @@ class PluginManager:
             if impl.plugin_name in off:
                 continue
             out.append((impl.plugin_name, impl))
+        self._impls_cache[key] = out
         return out
 
     def call_impl(self, name: str, impl: pluggy.HookImpl, kwargs: Mapping[str, Any], workspace: str | None) -> Any:
