@@ -11,6 +11,7 @@ import datetime as dt
 import gc
 import hashlib
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -27,7 +28,7 @@ from corecrm.plugins import PluginManager
 from corecrm.records import CaptureFormat, ParsedCapture, RawCapture
 from corecrm.rows import lead_from_document, lead_from_row
 from corecrm.storage import schema
-from corecrm.storage.db import as_utc, dumps, make_engine, param_mark, ts, upgrade
+from corecrm.storage.db import as_utc, driver, dumps, make_engine, param_mark, ts, upgrade
 
 #: Leads per batch on the bulk paths: large enough that per-batch costs vanish,
 #: small enough that a batch's objects stay in cache and commits stay short.
@@ -69,6 +70,9 @@ class Crm(operations.Operations):
             self.plugins.load()
         self._engine: sa.Engine | None = None
         self._formats: dict[str, dict[str, CaptureFormat]] = {}
+        self._write_lock = threading.Lock()
+        self._write_conn: sa.Connection | None = None
+        self._write_owner: int | None = None
 
     @classmethod
     def open(
@@ -107,9 +111,41 @@ class Crm(operations.Operations):
         return self._engine
 
     def close(self) -> None:
+        with self._write_lock:
+            if self._write_conn is not None:
+                self._write_conn.close()
+                self._write_conn = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sa.Connection]:
+        """A write transaction for the hot paths: every capture and every intake batch.
+
+        On a SQLite file one connection is kept for them, behind a lock: SQLite
+        lets one writer in at a time anyway, and taking a pooled connection per
+        transaction cost as much as the transaction itself on the single-lead
+        path. Elsewhere (PostgreSQL, in-memory SQLite) each transaction takes
+        a pooled connection as usual. Not re-entrant: a hot path never nests.
+        """
+        engine = self.engine
+        if engine.dialect.name != "sqlite" or not isinstance(engine.pool, sa.pool.QueuePool):
+            with engine.begin() as conn:
+                yield conn
+            return
+        if self._write_owner == threading.get_ident():
+            raise RuntimeError("Crm.write() is not re-entrant: this thread is already in a write transaction")
+        with self._write_lock:
+            self._write_owner = threading.get_ident()
+            try:
+                conn = self._write_conn
+                if conn is None or conn.closed or conn.invalidated:
+                    conn = self._write_conn = engine.connect()
+                with conn.begin():
+                    yield conn
+            finally:
+                self._write_owner = None
 
     def __enter__(self) -> Crm:
         return self
@@ -307,7 +343,7 @@ class Crm(operations.Operations):
         """Commit raw payloads (one transaction); return (id, status, newly stored) per payload."""
         now = self.now()
         out: list[tuple[int, str, bool]] = []
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             mark = param_mark(conn)
             insert_sql = (
                 "INSERT INTO captures (workspace, content_hash, origin, content_type, format, payload, meta, status, received_at) "
@@ -315,18 +351,19 @@ class Crm(operations.Operations):
             )
             select_sql = f"SELECT id, status FROM captures WHERE workspace = {mark} AND content_hash = {mark}"
             received = ts(now, conn)
+            dbapi = driver(conn)
             for raw in batch:
                 digest = raw.content_hash or hashlib.sha256(raw.payload).hexdigest()
                 raw.content_hash = digest
-                # One driver-level statement (this is the latency path of every web
-                # form and e-mail): insert unless the same payload is already stored.
-                cid = conn.exec_driver_sql(
+                # Driver-level statements: this is the latency path of every web
+                # form and e-mail. Insert unless the same payload is already stored.
+                row = dbapi.execute(
                     insert_sql, (ws, digest, raw.origin, raw.content_type, raw.format, raw.payload, dumps(raw.meta or None), "new", received)
-                ).scalar()
-                if cid is not None:
-                    out.append((cid, "new", True))
+                ).fetchone()
+                if row is not None:
+                    out.append((row[0], "new", True))
                     continue
-                row = conn.exec_driver_sql(select_sql, (ws, digest)).one()
+                row = dbapi.execute(select_sql, (ws, digest)).fetchone()
                 out.append((row[0], row[1], False))
         return out
 
@@ -374,7 +411,7 @@ class Crm(operations.Operations):
                 owners.append(res)
         pipe.decide(items)
         now = pipe.now
-        with self.engine.begin() as conn:
+        with self.write() as conn:
             batch_res = pipe.persist(conn, items, known_new=all_fresh)
             for raw, step, plugin, msg in failed:
                 conn.execute(
@@ -384,10 +421,13 @@ class Crm(operations.Operations):
                 conn.execute(schema.captures.update().where(schema.captures.c.id == raw.id).values(status="quarantined", reason=msg[:4000], processed_at=now))
             if statuses:
                 mark = param_mark(conn)
-                conn.exec_driver_sql(
-                    f"UPDATE captures SET status = {mark}, reason = {mark}, format = {mark}, processed_at = {mark} WHERE id = {mark}",
-                    [(status, reason, fmt_name, ts(now, conn), cid) for cid, (status, reason, fmt_name) in statuses.items()],
-                )
+                sql = f"UPDATE captures SET status = {mark}, reason = {mark}, format = {mark}, processed_at = {mark} WHERE id = {mark}"
+                stamp = ts(now, conn)
+                cur = driver(conn).cursor()
+                try:
+                    cur.executemany(sql, [(status, reason, fmt_name, stamp, cid) for cid, (status, reason, fmt_name) in statuses.items()])
+                finally:
+                    cur.close()
         for it, res, lead_id in zip(items, owners, batch_res.lead_ids):
             if lead_id is not None and lead_id not in res.lead_ids:
                 res.lead_ids.append(lead_id)
@@ -433,7 +473,7 @@ class Crm(operations.Operations):
             pipe = Pipeline(self, ws, mode=mode)  # type: ignore[arg-type]
             items = make_items(chunk, capture_id, start)
             pipe.decide(items)
-            with self.engine.begin() as conn:
+            with self.write() as conn:
                 res = pipe.persist(conn, items)
             pipe.observe(items, res)
             total.created += res.created

@@ -28,7 +28,7 @@ from corecrm.models import WRITABLE_FIELDS, Event, Lead
 from corecrm.records import Assignment, FieldUpdate, Finding, MatchCandidate, Qualification, ScoreContribution, ScreenVerdict
 from corecrm.rows import lead_to_document
 from corecrm.storage import schema
-from corecrm.storage.db import allocate_ids, bulk_insert, dumps, fix_sequence, param_mark, ts
+from corecrm.storage.db import allocate_ids, bulk_insert, driver, dumps, param_mark, ts
 
 if TYPE_CHECKING:
     from corecrm.app import Crm
@@ -57,6 +57,7 @@ INSERT_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 EVENT_COLUMNS: tuple[str, ...] = ("workspace", "lead_id", "deal_id", "type", "at", "plugin", "detail")
+NOTE_COLUMNS: tuple[str, ...] = ("workspace", "lead_id", "type", "note", "done", "at")
 
 
 @attrs.define(slots=True, eq=False)
@@ -98,19 +99,26 @@ class Pipeline:
         self.now = now or crm.now()
         self._now_iso = self.now.isoformat()
         self.ctx = HookContext(crm=crm, workspace=workspace, now=self.now, mode=mode, events_loader=crm.load_events)
+        #: contributions -> (score, explanation, its JSON, history entries); see _finish_scores
+        self._score_memo: dict[Any, tuple[float, dict[str, Any], str | None, list[dict[str, Any]]]] = {}
+        self._detail_json: dict[int, tuple[dict[str, Any], str | None]] = {}
 
     # ------------------------------------------------------------------ decision steps
     def decide(self, items: list[Item], *, skip: Iterable[str] = ()) -> None:
         """Run every decision step over the live items, in place."""
         skipped = set(skip)
+        impls_of = self.crm.plugins.impls
         for step, hook in STEPS:
             if step in skipped:
+                continue
+            impls = impls_of(hook, self.workspace)
+            if not impls:
                 continue
             live = [it for it in items if it.out is None and it.merge_into is None and it.merge_into_item is None]
             if not live:
                 return
             self.ctx.extra["batch_ids"] = [it.lead.id for it in live if it.lead.id is not None]
-            for plugin, impl in self.crm.plugins.impls(hook, self.workspace):
+            for plugin, impl in impls:
                 live = [it for it in live if it.out is None]
                 if not live:
                     break
@@ -249,26 +257,60 @@ class Pipeline:
             self._hist(it, "field_updated", rec.plugin, {"field": field, "old": old, "new": rec.value, "reason": rec.reason, "step": step})
 
     def _finish_scores(self, live: list[Item]) -> None:
-        """Sum contributions exactly; keep them with the score, and a per-plugin subtotal in the history."""
+        """Sum contributions exactly; keep them with the score, and a per-plugin subtotal in the history.
+
+        Rule-based scoring gives many leads the very same contributions, so each
+        distinct set is summed and explained once per batch and shared: the
+        explanation dict, its JSON text and the ``scored`` history entries.
+        """
+        memo = self._score_memo
         for it in live:
             contribs = it.contributions
             if not contribs:
                 continue
-            rows = []
-            subtotal: dict[str, float] = {}
-            rulesets: dict[str, str] = {}
-            total = 0.0
-            for c in contribs:
-                total += c.points
-                subtotal[c.plugin] = subtotal.get(c.plugin, 0.0) + c.points
-                rows.append({"rule": c.rule, "points": c.points, "reason": c.reason, "group": c.group, "plugin": c.plugin})
-                if c.ruleset:
-                    rulesets[c.plugin] = c.ruleset
-            total = _clean_number(total)
+            try:
+                key: Any = tuple([(c.rule, c.points, c.reason, c.group, c.ruleset, c.plugin) for c in contribs])
+                done = memo.get(key)
+            except TypeError:  # an unhashable value in a contribution
+                key, done = None, None
+            if done is None:
+                done = self._explain_score(contribs)
+                if key is not None:
+                    memo[key] = done
+            total, detail, _json, entries = done
             it.lead.score = total
-            it.lead.score_detail = {"score": total, "rulesets": rulesets, "contributions": rows}
-            for plugin, points in subtotal.items():
-                self._hist(it, "scored", plugin, {"points": _clean_number(points), "ruleset": rulesets.get(plugin)})
+            it.lead.score_detail = detail
+            it.history.extend(entries)
+
+    def _explain_score(self, contribs: list[ScoreContribution]) -> tuple[float, dict[str, Any], str | None, list[dict[str, Any]]]:
+        rows = []
+        subtotal: dict[str, float] = {}
+        rulesets: dict[str, str] = {}
+        total = 0.0
+        for c in contribs:
+            total += c.points
+            subtotal[c.plugin] = subtotal.get(c.plugin, 0.0) + c.points
+            rows.append({"rule": c.rule, "points": c.points, "reason": c.reason, "group": c.group, "plugin": c.plugin})
+            if c.ruleset:
+                rulesets[c.plugin] = c.ruleset
+        total = _clean_number(total)
+        detail = {"score": total, "rulesets": rulesets, "contributions": rows}
+        entries = [
+            {"type": "scored", "at": self._now_iso, "plugin": plugin, "detail": {"points": _clean_number(points), "ruleset": rulesets.get(plugin)}}
+            for plugin, points in subtotal.items()
+        ]
+        encoded = dumps(detail)
+        self._detail_json[id(detail)] = (detail, encoded)
+        return total, detail, encoded, entries
+
+    def _score_json(self, detail: dict[str, Any] | None) -> str | None:
+        """The JSON of a score explanation: shared ones were encoded once in :meth:`_explain_score`."""
+        if detail is None:
+            return None
+        done = self._detail_json.get(id(detail))
+        if done is not None and done[0] is detail:
+            return done[1]
+        return dumps(detail)
 
     def _qualify(self, it: Item, rec: Qualification) -> None:
         lead = it.lead
@@ -315,7 +357,7 @@ class Pipeline:
         rows = []
         events: list[tuple[Any, ...]] = []
         t = ts(now, conn)
-        score_json: dict[tuple[Any, ...], str | None] = {}
+        score_json = self._score_json
         for it, lead_id in zip(new, ids):
             lead = it.lead
             lead.id = lead_id
@@ -327,21 +369,17 @@ class Pipeline:
                 lead.email.strip().lower() if lead.email else None, lead.phone, lead.company, lead.title,
                 lead.country, lead.region, lead.city, lead.postal_code, lead.source, lead.campaign, lead.language,
                 lead.timezone, dumps(lead.interests or None), dumps(lead.attributes or None), dumps(lead.consent or None),
-                lead.score, lead.grade, _score_json(lead.score_detail, score_json), lead.owner, lead.team, lead.capture_id,
+                lead.score, lead.grade, score_json(lead.score_detail), lead.owner, lead.team, lead.capture_id,
                 lead.origin_key, dumps(it.history or None), t, t, t if lead.assigned_at is now else ts(lead.assigned_at, conn),
             ))  # fmt: skip
             if it.stage_events:
                 self._event_rows(t, it, events)
         bulk_insert(conn, schema.leads, INSERT_COLUMNS, rows)
-        fix_sequence(conn, schema.leads)
         # The free text that came with a capture (an e-mail body, a form's
         # message) is kept as the lead's first note: one executemany per batch.
-        notes = [
-            {"workspace": ws, "lead_id": it.lead.id, "type": "note", "note": it.lead.note, "owner": None, "done": True, "at": now}
-            for it in new if it.lead.note
-        ]
+        notes = [(ws, it.lead.id, "note", it.lead.note, True, t) for it in new if it.lead.note]
         if notes:
-            conn.execute(schema.activities.insert(), notes)
+            bulk_insert(conn, schema.activities, NOTE_COLUMNS, notes)
         res.created = ids
         # Merges into stored leads and into earlier leads of this batch.
         for it in items:
@@ -375,7 +413,6 @@ class Pipeline:
             res.quarantined.extend(q_ids)
         if events:
             bulk_insert(conn, schema.events, EVENT_COLUMNS, events)
-            fix_sequence(conn, schema.events)
         res.lead_ids = [it.lead.id if it.out in (None, "existing") else None for it in items]
         return res
 
@@ -450,27 +487,14 @@ def _clean_number(x: float) -> float:
     return float(int(r)) if r == int(r) else r
 
 
-def _score_json(detail: dict[str, Any] | None, memo: dict[tuple[Any, ...], str | None]) -> str | None:
-    """Encode a score explanation; rule-based scoring gives many leads the same one, so encode each once."""
-    if detail is None:
-        return None
-    key = (detail["score"], tuple(tuple(c.values()) for c in detail["contributions"]), tuple(detail["rulesets"].items()))
-    try:
-        return memo[key]
-    except KeyError:
-        memo[key] = out = dumps(detail)
-        return out
-    except TypeError:  # an unhashable value in a contribution
-        return dumps(detail)
-
-
 def _stored_origin_keys(conn: sa.Connection, ws: str, keys: Sequence[str]) -> dict[str, int]:
     """Which origin keys are already stored (driver-level SQL: this runs for every batch)."""
     stored: dict[str, int] = {}
     mark = param_mark(conn)
+    dbapi = driver(conn)
     for chunk in _chunks(keys, 500):
         sql = f"SELECT origin_key, id FROM leads WHERE workspace = {mark} AND origin_key IN ({', '.join(mark for _ in chunk)})"
-        stored.update(conn.exec_driver_sql(sql, (ws, *chunk)).all())
+        stored.update(dbapi.execute(sql, (ws, *chunk)).fetchall())
     return stored
 
 
