@@ -136,13 +136,13 @@ def run_floor_same(csv_path: Path, db: Path, batch: int) -> float:
                 at = dt.datetime.now(dt.timezone.utc)
                 now = at.strftime("%Y-%m-%d %H:%M:%S.%f")
                 history = json.dumps(
-                    [{"type": "scored", "at": at.isoformat(), "plugin": "trivial", "detail": {"points": 1.0, "ruleset": None}},
-                     {"type": "assigned", "at": at.isoformat(), "plugin": "trivial", "detail": {"team": "sales"}}],
+                    [{"type": "scored", "plugin": "trivial", "detail": {"points": 1.0, "ruleset": None}},
+                     {"type": "assigned", "plugin": "trivial", "detail": {"team": "sales"}}],
                     separators=(",", ":"),
                 )  # fmt: skip
             n += 1
-            rows.append((n, "default", "lead", "open", fn, ln, em, em.strip().lower(), ph, co, ti, cc, rg, ci, pc, so, None, None, None,
-                         None, None, None, 1.0, None, detail, None, "sales", None, f"b:{n}", history, now, now, now))  # fmt: skip
+            rows.append((n, "default", "lead", "open", fn, ln, em, ph, co, ti, cc, rg, ci, pc, so, None, None, None, 1.0, None, None, "sales",
+                         None, f"b:{n}", em.strip().lower(), None, None, None, detail, history, now, now, now))  # fmt: skip
             if len(rows) == batch:
                 flush(rows)
                 rows = []
@@ -271,8 +271,8 @@ def single_floor_same(db: Path, n: int) -> list[float]:
     cap_sql = "INSERT INTO captures (workspace, content_hash, origin, payload, status, received_at) VALUES (?,?,?,?,?,?)"
     lead_sql = f"INSERT INTO leads ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})"
     detail = json.dumps({"score": 1.0, "rulesets": {}, "contributions": [{"rule": "base", "points": 1, "reason": "captured", "group": None, "plugin": "trivial"}]}, separators=(",", ":"))
-    history = json.dumps([{"type": "scored", "at": now.isoformat(), "plugin": "trivial", "detail": {"points": 1.0, "ruleset": None}},
-                          {"type": "assigned", "at": now.isoformat(), "plugin": "trivial", "detail": {"team": "sales"}}], separators=(",", ":"))  # fmt: skip
+    history = json.dumps([{"type": "scored", "plugin": "trivial", "detail": {"points": 1.0, "ruleset": None}},
+                          {"type": "assigned", "plugin": "trivial", "detail": {"team": "sales"}}], separators=(",", ":"))  # fmt: skip
     lat = []
     for i in range(n):
         payload = json.dumps({"first_name": "Ann", "email": f"s{i}@example.com", "source": "web"}).encode()
@@ -284,8 +284,8 @@ def single_floor_same(db: Path, n: int) -> list[float]:
         d = json.loads(payload)
         em = d["email"]
         con.execute("BEGIN IMMEDIATE")
-        con.execute(lead_sql, (None, "default", "lead", "open", d["first_name"], None, em, em.strip().lower(), None, None, None, None, None, None, None, d["source"],
-                               None, None, None, None, None, None, 1.0, None, detail, None, "sales", cid, f"{digest[:40]}:0", history, stamp, stamp, stamp))  # fmt: skip
+        con.execute(lead_sql, (None, "default", "lead", "open", d["first_name"], None, em, None, None, None, None, None, None, None, d["source"], None, None, None,
+                               1.0, None, None, "sales", cid, f"{digest[:40]}:0", em.strip().lower(), None, None, None, detail, history, stamp, stamp, stamp))  # fmt: skip
         con.execute("UPDATE captures SET status = ?, format = ?, processed_at = ? WHERE id = ?", ("processed", "json", stamp, cid))
         con.execute("COMMIT")
         lat.append(time.perf_counter() - t0)

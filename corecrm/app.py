@@ -123,11 +123,14 @@ class Crm(operations.Operations):
     def write(self) -> Iterator[sa.Connection]:
         """A write transaction for the hot paths: every capture and every intake batch.
 
-        On a SQLite file one connection is kept for them, behind a lock: SQLite
-        lets one writer in at a time anyway, and taking a pooled connection per
-        transaction cost as much as the transaction itself on the single-lead
-        path. Elsewhere (PostgreSQL, in-memory SQLite) each transaction takes
-        a pooled connection as usual. Not re-entrant: a hot path never nests.
+        On a SQLite file one connection is kept for them, behind a lock (SQLite
+        lets one writer in at a time anyway), and the transaction is begun and
+        committed on the driver: a pooled checkout per transaction, and
+        SQLAlchemy's begin/commit bookkeeping, each cost as much as the
+        single-lead transaction itself. SQLAlchemy statements inside still join
+        the transaction (their autobegin finds it open) and are committed with it.
+        Elsewhere (PostgreSQL, in-memory SQLite) this is ``engine.begin()``.
+        Not re-entrant: a hot path never nests.
         """
         engine = self.engine
         if engine.dialect.name != "sqlite" or not isinstance(engine.pool, sa.pool.QueuePool):
@@ -142,8 +145,20 @@ class Crm(operations.Operations):
                 conn = self._write_conn
                 if conn is None or conn.closed or conn.invalidated:
                     conn = self._write_conn = engine.connect()
-                with conn.begin():
+                dbapi = driver(conn)
+                dbapi.execute("BEGIN IMMEDIATE")
+                try:
                     yield conn
+                except BaseException:
+                    if conn.in_transaction():
+                        conn.rollback()
+                    elif dbapi.in_transaction:
+                        dbapi.rollback()
+                    raise
+                if conn.in_transaction():
+                    conn.commit()
+                else:
+                    dbapi.commit()
             finally:
                 self._write_owner = None
 
@@ -532,7 +547,10 @@ class Crm(operations.Operations):
         lead.workspace = ws
         pipe = Pipeline(self, ws, mode="retry")
         it = Item(lead, row["capture_id"], row["item_index"])
-        it.history = [h for h in history if h.get("type") in ("finding", "field_updated")]
+        # Keep the field changes already applied to the stored document (re-running
+        # verify would not see the original values again); every step runs again
+        # and re-records its findings, so the old ones would only be duplicates.
+        it.history = [h for h in history if h.get("type") == "field_updated"]
         skip = ("screen",) if row["status"] == "review" else ()
         pipe.decide([it], skip=skip)
         if it.out is not None:
@@ -625,7 +643,9 @@ class Crm(operations.Operations):
         created = as_utc(row.created_at)
         events = [Event("captured", created, fmt.format if fmt else None, {"capture_id": row.capture_id, "source": row.source, "origin": fmt.origin if fmt else None}, lead_id=lead_id)]
         for h in row.intake or []:
-            events.append(Event(h["type"], as_utc(dt.datetime.fromisoformat(h["at"])), h.get("plugin"), h.get("detail") or {}, lead_id=lead_id))
+            # Intake steps are stored without their time when it is the lead's created_at.
+            at = as_utc(dt.datetime.fromisoformat(h["at"])) if h.get("at") else created
+            events.append(Event(h["type"], at, h.get("plugin"), h.get("detail") or {}, lead_id=lead_id))
         events.extend(self.load_events([lead_id], workspace=ws)[lead_id])
         return events
 

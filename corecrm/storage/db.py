@@ -45,7 +45,9 @@ def make_engine(url: str) -> Engine:
             # queue instead of failing halfway with "database is locked".
             # Straight to the driver: through SQLAlchemy's execution machinery
             # this one statement cost a fifth of a single capture's transaction.
-            conn.connection.driver_connection.execute("BEGIN IMMEDIATE")
+            dbapi = conn.connection.driver_connection
+            if not dbapi.in_transaction:  # Crm.write() may have begun it on the driver already
+                dbapi.execute("BEGIN IMMEDIATE")
 
         return engine
     return sa.create_engine(url, pool_pre_ping=True)
