@@ -28,6 +28,7 @@ from corecrm.plugins import PluginManager
 from corecrm.records import CaptureFormat, ParsedCapture, RawCapture
 from corecrm.rows import lead_from_document, lead_from_row
 from corecrm.storage import schema
+from corecrm.storage.checkpoint import BackgroundCheckpointer
 from corecrm.storage.db import as_utc, driver, dumps, make_engine, param_mark, ts, upgrade
 
 #: Leads per batch on the bulk paths: large enough that per-batch costs vanish,
@@ -73,6 +74,7 @@ class Crm(operations.Operations):
         self._write_lock = threading.Lock()
         self._write_conn: sa.Connection | None = None
         self._write_owner: int | None = None
+        self._checkpointer: BackgroundCheckpointer | None = None
 
     @classmethod
     def open(
@@ -115,6 +117,9 @@ class Crm(operations.Operations):
             if self._write_conn is not None:
                 self._write_conn.close()
                 self._write_conn = None
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
@@ -145,6 +150,10 @@ class Crm(operations.Operations):
                 conn = self._write_conn
                 if conn is None or conn.closed or conn.invalidated:
                     conn = self._write_conn = engine.connect()
+                    # Its WAL checkpoints run on a background thread (see storage/checkpoint.py).
+                    driver(conn).execute("PRAGMA wal_autocheckpoint=0")
+                    if self._checkpointer is None:
+                        self._checkpointer = BackgroundCheckpointer(str(engine.url.database))
                 dbapi = driver(conn)
                 dbapi.execute("BEGIN IMMEDIATE")
                 try:
@@ -159,6 +168,7 @@ class Crm(operations.Operations):
                     conn.commit()
                 else:
                     dbapi.commit()
+                self._checkpointer.poke()  # type: ignore[union-attr]
             finally:
                 self._write_owner = None
 

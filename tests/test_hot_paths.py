@@ -145,3 +145,63 @@ def test_dumps_falls_back_for_what_orjson_refuses():
     assert dumps({1: "a"}) == '{"1":"a"}'
     assert dumps({"at": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc), "s": {"x"}}) == '{"at":"2026-01-02T03:04:05+00:00","s":["x"]}'
     assert dumps({"é": "ü"}) == '{"é":"ü"}'
+
+
+def _wal_frames(path) -> int:
+    import os
+
+    wal = f"{path}-wal"
+    return os.path.getsize(wal) if os.path.exists(wal) else 0
+
+
+def test_wal_checkpoints_run_on_a_background_thread(make_crm, tmp_path):
+    import sqlite3
+    import time
+
+    db = tmp_path / "ckpt.db"
+    crm = make_crm(database=f"sqlite:///{db}")
+    crm.capture([json_capture({"email": "first@x.test"})])
+    ckpt = crm._checkpointer
+    assert ckpt is not None
+    with crm.write() as conn:  # the hot connection does not checkpoint inline
+        assert conn.connection.driver_connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    for i in range(30):
+        crm.capture([json_capture({"email": f"p{i}@x.test"})])
+    deadline = time.monotonic() + 10
+    while ckpt.checkpoints == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ckpt.checkpoints >= 1
+    # Everything the log held is in the database file now: a reader that ignores the log sees it all.
+    before = ckpt.checkpoints
+    crm.capture([json_capture({"email": "last@x.test"})])
+    deadline = time.monotonic() + 10
+    while ckpt.checkpoints == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    snap = tmp_path / "copy.db"
+    snap.write_bytes(db.read_bytes())  # the main file alone, without -wal
+    con = sqlite3.connect(snap)
+    try:
+        assert con.execute("SELECT count(*) FROM leads").fetchone()[0] == 32
+    finally:
+        con.close()
+
+
+def test_checkpoint_thread_ends_when_idle_and_on_close(make_crm, tmp_path, monkeypatch):
+    import time
+
+    from corecrm.storage.checkpoint import BackgroundCheckpointer
+
+    monkeypatch.setattr(BackgroundCheckpointer, "idle_exit", 0.3)
+    crm = make_crm(database=f"sqlite:///{tmp_path / 'idle.db'}")
+    crm.capture([json_capture({"email": "a@x.test"})])
+    ckpt = crm._checkpointer
+    assert ckpt is not None and ckpt._thread is not None and ckpt._thread.is_alive()
+    deadline = time.monotonic() + 10
+    while ckpt._thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not ckpt._thread.is_alive()
+    crm.capture([json_capture({"email": "b@x.test"})])  # the next commit starts it again
+    assert ckpt._thread.is_alive()
+    thread = ckpt._thread
+    crm.close()
+    assert not thread.is_alive()
