@@ -136,3 +136,16 @@ def test_concurrent_deliveries_of_one_capture_append_once(nurture_crm):
     with crm.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(consent_table).where(consent_table.c.workspace == crm.workspace)).scalar_one() == 20
 
+
+def test_intake_does_not_read_a_statement_record_from_the_lead_again():
+    """A web-form record on the lead is handed over by capture_web; reading it at intake too would record it twice
+    (and read any boolean key in it, here ``required``, as a purpose)."""
+    from types import SimpleNamespace
+
+    from corecrm_plugins.nurture_sequences.config import NurtureSettings
+    from corecrm_plugins.nurture_sequences.enrolment import consent_from_capture
+
+    record = {"status": "granted", "purpose": "marketing", "at": "2026-03-02T07:55:00+00:00", "source": "web_form:contact", "required": True}
+    lead = SimpleNamespace(email="ada@example.org", phone=None, source="website", capture_id=1, consent={"email": record, "sms": True})
+    cfg = NurtureSettings.from_settings({**nurture_settings(), "secret": None})
+    assert [(e.channel, e.purpose, e.status) for e in consent_from_capture({1: lead}, cfg, T0)] == [("sms", "marketing", "opted_in")]
