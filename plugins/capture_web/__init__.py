@@ -97,8 +97,10 @@ def _queue(event_type: str, events: Sequence[Any], ctx: Any, settings: Mapping[s
 def crm_leads_captured(events: Sequence[Any], ctx: Any, settings: Mapping[str, Any]) -> None:
     from corecrm_plugins.capture_web import consent
 
-    consent.forward_to_ledger(events, ctx)
-    _queue("captured", events, ctx, settings)
+    try:
+        consent.forward_to_ledger(events, ctx)
+    finally:  # a ledger failure (logged by the core with this plugin's name) must not stop the deliveries
+        _queue("captured", events, ctx, settings)
 
 
 @hookimpl

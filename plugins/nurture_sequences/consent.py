@@ -18,11 +18,20 @@ module is the contract a dedup plugin follows:
 
 Even if a merge copied a consent or an address across, the address check in
 :func:`allows` refuses a send to an address the survivor never consented with.
+
+Consent collected by other plugins
+----------------------------------
+:func:`record_consents` is the entry point for plugins that collect consent
+themselves (``capture_web``'s form checkbox): it takes plain dicts, validates
+them, resolves each lead's address and appends the statements in one
+transaction, skipping any statement already in the ledger, so delivering the
+same capture twice records it once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any, Iterable, Mapping, Sequence
 
 import attrs
@@ -31,7 +40,13 @@ from sqlalchemy.engine import Connection
 
 from corecrm_plugins.nurture_sequences.tables import consent as consent_table
 
+log = logging.getLogger("corecrm.nurture.consent")
+
 STATUSES = ("opted_in", "opted_out", "pending")
+#: Other words for a status that :func:`record_consents` accepts (``granted`` is what capture_web writes on the lead).
+STATUS_ALIASES: Mapping[str, str] = {"granted": "opted_in"}
+#: Channels whose consent concerns the lead's phone number (e-mail concerns its e-mail address).
+PHONE_CHANNELS: frozenset[str] = frozenset({"sms", "whatsapp", "call"})
 
 #: Lead fields a dedup plugin must never carry from a merged lead to the survivor.
 MERGE_EXCLUDED_FIELDS: tuple[str, ...] = ("consent",)
@@ -96,6 +111,157 @@ def record(conn: Connection, workspace: str, entries: Sequence[ConsentEntry], *,
         ],
     )
     return len(entries)
+
+
+class ConsentEntryError(ValueError):
+    """An entry handed to :func:`record_consents` is malformed; ``field`` names it (``entries[2].at``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def ledger_address(channel: str, email: str | None, phone: str | None) -> str | None:
+    """The lead address a consent on ``channel`` concerns (``None``: the channel has no address)."""
+    if channel == "email":
+        return email
+    if channel in PHONE_CHANNELS:
+        return phone
+    return None
+
+
+def _text(entry: Mapping[str, Any], key: str, field: str, *, max_len: int) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise ConsentEntryError(field, f"expected a non-empty string, got {value!r}")
+    if len(value) > max_len:
+        raise ConsentEntryError(field, f"longer than {max_len} characters: {value!r}")
+    return value
+
+
+def _when(value: Any, field: str) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        at = value
+    elif isinstance(value, str):
+        try:
+            at = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise ConsentEntryError(field, f"expected an ISO 8601 time such as '2026-03-02T09:00:00+00:00', got {value!r}") from None
+    else:
+        raise ConsentEntryError(field, f"expected an ISO 8601 time such as '2026-03-02T09:00:00+00:00', got {value!r}")
+    return at.replace(tzinfo=dt.timezone.utc) if at.tzinfo is None else at.astimezone(dt.timezone.utc)
+
+
+def parse_entry(entry: Any, index: int) -> dict[str, Any]:
+    """Check one :func:`record_consents` entry; returns it normalised (raises :class:`ConsentEntryError`)."""
+    where = f"entries[{index}]"
+    if not isinstance(entry, Mapping):
+        raise ConsentEntryError(where, f"expected a mapping, got {type(entry).__name__}")
+    lead_id = entry.get("lead_id")
+    if isinstance(lead_id, bool) or not isinstance(lead_id, int):
+        raise ConsentEntryError(f"{where}.lead_id", f"expected a lead id (an integer), got {lead_id!r}")
+    raw_status = entry.get("status")
+    status = STATUS_ALIASES.get(raw_status, raw_status) if isinstance(raw_status, str) else raw_status
+    if status not in STATUSES:
+        valid = ", ".join((*STATUSES, *STATUS_ALIASES))
+        raise ConsentEntryError(f"{where}.status", f"expected one of {valid}, got {raw_status!r}")
+    proof = entry.get("proof")
+    if proof is not None and not isinstance(proof, Mapping):
+        raise ConsentEntryError(f"{where}.proof", f"expected a mapping or nothing, got {type(proof).__name__}")
+    return {
+        "lead_id": lead_id,
+        "channel": _text(entry, "channel", f"{where}.channel", max_len=64),
+        "purpose": _text(entry, "purpose", f"{where}.purpose", max_len=64),
+        "status": status,
+        "at": _when(entry.get("at"), f"{where}.at"),
+        "source": _text(entry, "source", f"{where}.source", max_len=64),
+        "proof": dict(proof or {}),
+    }
+
+
+def record_consents(crm: Any, workspace: str, entries: Sequence[Mapping[str, Any]]) -> int:
+    """Append consent statements another plugin collected; returns how many rows were added.
+
+    Each entry is ``{"lead_id", "channel", "purpose", "status", "at",
+    "source", "proof"}``: ``status`` is ``opted_in``, ``opted_out``,
+    ``pending`` or ``granted`` (= ``opted_in``), ``at`` an ISO 8601 time
+    (UTC when it has no offset), ``proof`` a JSON object (optional). Every
+    entry is checked before anything is written; the first bad one raises
+    :class:`ConsentEntryError` naming it (``entries[1].at: …``), as does a
+    lead id that is not a lead of ``workspace``.
+
+    * The address is the lead's own: its e-mail for ``email``, its phone for
+      ``sms``, ``whatsapp`` and ``call``. An opt-in for a channel the lead has
+      no address on is not recorded (a consent without an address would cover
+      any address added later); an opt-out always is.
+    * An opt-in on a channel under ``double_opt_in`` is recorded ``pending``.
+    * Idempotent: a statement already in the ledger (same lead, channel,
+      purpose, address, source and ``at``) is not appended again, so a
+      re-delivered capture cannot add rows, nor re-open consent withdrawn
+      since. One transaction; on PostgreSQL the leads' rows are locked for it
+      so two deliveries of one capture cannot both append.
+    * The consent stays on the lead it was given for, merged or not.
+    """
+    parsed = [parse_entry(e, i) for i, e in enumerate(entries)]
+    if not parsed:
+        return 0
+    from corecrm.storage.schema import leads
+
+    from corecrm_plugins.nurture_sequences.config import PLUGIN
+
+    double_opt_in = frozenset(crm.plugins.settings(PLUGIN, workspace).get("double_opt_in") or ())
+    now = crm.now()
+    lc = leads.c
+    ids = sorted({p["lead_id"] for p in parsed})
+    with crm.engine.begin() as conn:
+        addresses: dict[int, tuple[str | None, str | None]] = {}
+        for i in range(0, len(ids), _CHUNK):
+            sel = sa.select(lc.id, lc.email, lc.phone).where(lc.workspace == workspace, lc.id.in_(ids[i : i + _CHUNK])).order_by(lc.id)
+            if conn.dialect.name == "postgresql":
+                sel = sel.with_for_update(key_share=True)  # FOR NO KEY UPDATE: serialises deliveries for these leads
+            addresses.update({r.id: (r.email, r.phone) for r in conn.execute(sel).all()})
+        new: list[ConsentEntry] = []
+        for i, p in enumerate(parsed):
+            if p["lead_id"] not in addresses:
+                raise ConsentEntryError(f"entries[{i}].lead_id", f"no lead {p['lead_id']} in workspace {workspace!r}")
+            address = normalise_address(ledger_address(p["channel"], *addresses[p["lead_id"]]))
+            status = p["status"]
+            if status == "opted_in" and p["channel"] in double_opt_in:
+                status = "pending"
+            if status != "opted_out" and address is None and (p["channel"] == "email" or p["channel"] in PHONE_CHANNELS):
+                log.info("lead %s: %s consent from %s not recorded: the lead has no %s address", p["lead_id"], p["channel"], p["source"], p["channel"])
+                continue
+            new.append(ConsentEntry(p["lead_id"], p["channel"], p["purpose"], status, p["at"], p["source"], address, p["proof"]))
+        new = _not_recorded_yet(conn, workspace, new)
+        record(conn, workspace, new, recorded_at=now)
+    return len(new)
+
+
+def _statement_key(lead_id: int, channel: str, purpose: str, address: str | None, source: str, at: dt.datetime) -> tuple[Any, ...]:
+    return (lead_id, channel, purpose, address, source, _utc(at))
+
+
+def _not_recorded_yet(conn: Connection, workspace: str, entries: Sequence[ConsentEntry]) -> list[ConsentEntry]:
+    """The entries whose statement is not in the ledger yet (nor earlier in ``entries``)."""
+    if not entries:
+        return []
+    c = consent_table.c
+    seen: set[tuple[Any, ...]] = set()
+    ids = sorted({e.lead_id for e in entries})
+    sources = sorted({e.source for e in entries})
+    for i in range(0, len(ids), _CHUNK):
+        for r in conn.execute(
+            sa.select(c.lead_id, c.channel, c.purpose, c.address, c.source, c.at)
+            .where(c.workspace == workspace, c.lead_id.in_(ids[i : i + _CHUNK]), c.source.in_(sources))
+        ).all():
+            seen.add(_statement_key(r.lead_id, r.channel, r.purpose, r.address, r.source, r.at))
+    out = []
+    for e in entries:
+        key = _statement_key(e.lead_id, e.channel, e.purpose, e.address, e.source, e.at)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
 
 
 def states(conn: Connection, workspace: str, lead_ids: Iterable[int], channel: str, purpose: str) -> dict[int, ConsentState]:

@@ -51,6 +51,9 @@ def consent_from_capture(leads: Mapping[int, Any], cfg: NurtureSettings, now: dt
     ``{"email": {"marketing": true, "newsletter": false}}``, and optional
     ``"source"``, ``"at"`` and ``"proof"`` keys next to the channels. An
     e-mail opt-in stays ``pending`` when the channel is under double opt-in.
+    A channel whose value is a statement record (it has a ``"status"`` key,
+    as capture_web's form checkbox writes) is skipped: the plugin that wrote
+    it hands it to :func:`consent.record_consents`.
     """
     out = []
     for lead_id, lead in leads.items():
@@ -69,6 +72,11 @@ def consent_from_capture(leads: Mapping[int, Any], cfg: NurtureSettings, now: dt
                 at = now
         for channel, val in raw.items():
             if channel in ("source", "at", "proof"):
+                continue
+            if isinstance(val, Mapping) and "status" in val:
+                # A statement record ({"status", "purpose", "at", "source", "proof"}, capture_web's
+                # form checkbox): its plugin hands it over through consent.record_consents,
+                # so it is not read here too (that would record it twice).
                 continue
             purposes = val if isinstance(val, Mapping) else {"marketing": val}
             for purpose, given in purposes.items():

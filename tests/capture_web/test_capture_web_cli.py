@@ -154,14 +154,22 @@ def test_consent_goes_to_the_nurture_ledger_when_present(web_crm, serve, monkeyp
 
 
 def test_without_nurture_consent_stays_on_the_lead(web_crm, serve):
+    """nurture_sequences installed (its record_consents importable) but not enabled: nothing is handed to its ledger."""
+    from corecrm.context import HookContext
+    from corecrm.models import Event
     from corecrm_plugins.capture_web import consent
+    from corecrm_plugins.nurture_sequences.consent import record_consents
 
-    assert consent.ledger() is None or "nurture_sequences" in sys.modules
+    assert consent.ledger() is record_consents
     crm = web_crm()
+    assert not crm.plugins.is_loaded("nurture_sequences")
     srv = serve(crm)
     httpx.post(f"{srv.url}/capture/contact", data={"last_name": "Solo", "email": "solo@example.com", "_cw_consent": "on"})
     wait_processed(crm)
-    assert lead_rows(crm)[0]["consent"]["email"]["status"] == "granted"
+    (lead,) = lead_rows(crm)
+    assert lead["consent"]["email"]["status"] == "granted"
+    ctx = HookContext(crm=crm, workspace="default", now=crm.now(), mode="intake")
+    assert consent.forward_to_ledger([Event(type="captured", at=crm.now(), lead_id=lead["id"])], ctx) == 0
 
 
 def test_plugin_tables_are_created_by_init(tmp_path):
