@@ -74,6 +74,7 @@ class Crm(operations.Operations):
         self._write_lock = threading.Lock()
         self._write_conn: sa.Connection | None = None
         self._write_owner: int | None = None
+        self._write_pid = 0
         self._checkpointer: BackgroundCheckpointer | None = None
 
     @classmethod
@@ -148,8 +149,13 @@ class Crm(operations.Operations):
             self._write_owner = threading.get_ident()
             try:
                 conn = self._write_conn
+                if conn is not None and self._write_pid != os.getpid():
+                    # A forked child must not share its parent's SQLite connection.
+                    conn = self._write_conn = self._checkpointer = None
+                    engine.dispose(close=False)
                 if conn is None or conn.closed or conn.invalidated:
                     conn = self._write_conn = engine.connect()
+                    self._write_pid = os.getpid()
                     # Its WAL checkpoints run on a background thread (see storage/checkpoint.py).
                     driver(conn).execute("PRAGMA wal_autocheckpoint=0")
                     if self._checkpointer is None:

@@ -205,3 +205,24 @@ def test_checkpoint_thread_ends_when_idle_and_on_close(make_crm, tmp_path, monke
     thread = ckpt._thread
     crm.close()
     assert not thread.is_alive()
+
+
+def test_a_forked_child_opens_its_own_write_connection(make_crm, tmp_path):
+    import os
+
+    crm = make_crm(database=f"sqlite:///{tmp_path / 'fork.db'}")
+    crm.capture([json_capture({"email": "parent@x.test"})])
+    parent_conn = crm._write_conn
+    pid = os.fork()
+    if pid == 0:  # child: capture through its own connection, report by exit code
+        code = 1
+        try:
+            [res] = crm.capture([json_capture({"email": "child@x.test"})])
+            code = 0 if res.status == "processed" and crm._write_conn is not parent_conn else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    [res] = crm.capture([json_capture({"email": "parent-again@x.test"})])
+    assert res.status == "processed" and crm._write_conn is parent_conn
+    assert _lead_count(crm) == 3
