@@ -62,7 +62,12 @@ def normalise_address(address: str | None) -> str | None:
 
 @attrs.define(slots=True)
 class ConsentEntry:
-    """One ledger row: a person gave, withdrew or is asked to confirm consent."""
+    """One ledger row: a person gave, withdrew or is asked to confirm consent.
+
+    ``at`` is kept in UTC (a naive time is taken as UTC): SQLite drops the
+    offset of a stored time, so a time written with another offset would be
+    read back shifted.
+    """
 
     lead_id: int
     channel: str
@@ -77,6 +82,7 @@ class ConsentEntry:
         if self.status not in STATUSES:
             raise ValueError(f"consent status must be one of {', '.join(STATUSES)}, got {self.status!r}")
         self.address = normalise_address(self.address)
+        self.at = _utc(self.at)
 
 
 @attrs.define(slots=True, frozen=True)
@@ -89,9 +95,13 @@ class ConsentState:
 
 
 def record(conn: Connection, workspace: str, entries: Sequence[ConsentEntry], *, recorded_at: dt.datetime) -> int:
-    """Append entries to the ledger (one multi-row insert); returns how many."""
+    """Append entries to the ledger (one multi-row insert); returns how many.
+
+    Every time is written in UTC.
+    """
     if not entries:
         return 0
+    recorded_at = _utc(recorded_at)
     conn.execute(
         consent_table.insert(),
         [
@@ -102,7 +112,7 @@ def record(conn: Connection, workspace: str, entries: Sequence[ConsentEntry], *,
                 "purpose": e.purpose,
                 "status": e.status,
                 "address": e.address,
-                "at": e.at,
+                "at": _utc(e.at),
                 "source": e.source,
                 "proof": e.proof or None,
                 "recorded_at": recorded_at,

@@ -66,8 +66,7 @@ def consent_from_capture(leads: Mapping[int, Any], cfg: NurtureSettings, now: dt
         at = now
         if isinstance(raw.get("at"), str):
             try:
-                at = dt.datetime.fromisoformat(raw["at"])
-                at = at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)
+                at = dt.datetime.fromisoformat(raw["at"])  # ConsentEntry keeps it in UTC (naive: taken as UTC)
             except ValueError:
                 at = now
         for channel, val in raw.items():
