@@ -97,7 +97,8 @@ class ConsentState:
 def record(conn: Connection, workspace: str, entries: Sequence[ConsentEntry], *, recorded_at: dt.datetime) -> int:
     """Append entries to the ledger (one multi-row insert); returns how many.
 
-    Every time is written in UTC.
+    Every time is written in UTC. Appends as given; :func:`record_new`
+    skips statements already in the ledger.
     """
     if not entries:
         return 0
@@ -242,9 +243,21 @@ def record_consents(crm: Any, workspace: str, entries: Sequence[Mapping[str, Any
                 log.info("lead %s: %s consent from %s not recorded: the lead has no %s address", p["lead_id"], p["channel"], p["source"], p["channel"])
                 continue
             new.append(ConsentEntry(p["lead_id"], p["channel"], p["purpose"], status, p["at"], p["source"], address, p["proof"]))
-        new = _not_recorded_yet(conn, workspace, new)
-        record(conn, workspace, new, recorded_at=now)
-    return len(new)
+        return record_new(conn, workspace, new, recorded_at=now)
+
+
+def record_new(conn: Connection, workspace: str, entries: Sequence[ConsentEntry], *, recorded_at: dt.datetime) -> int:
+    """Append the entries whose statement is not in the ledger yet; returns how many were added.
+
+    A statement is the same when its lead, channel, purpose, address, source
+    and ``at`` (as an instant) are; its status is not compared, so a repeat
+    can neither add a row nor re-open consent withdrawn since. One read of
+    the ledger per batch. Callers serialise concurrent writers themselves
+    (:func:`record_consents` and the capture path lock the leads' rows on
+    PostgreSQL).
+    """
+    new = _not_recorded_yet(conn, workspace, entries)
+    return record(conn, workspace, new, recorded_at=recorded_at)
 
 
 def _statement_key(lead_id: int, channel: str, purpose: str, address: str | None, source: str, at: dt.datetime) -> tuple[Any, ...]:
