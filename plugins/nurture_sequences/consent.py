@@ -62,7 +62,12 @@ def normalise_address(address: str | None) -> str | None:
 
 @attrs.define(slots=True)
 class ConsentEntry:
-    """One ledger row: a person gave, withdrew or is asked to confirm consent."""
+    """One ledger row: a person gave, withdrew or is asked to confirm consent.
+
+    ``at`` is kept in UTC (a naive time is taken as UTC): SQLite drops the
+    offset of a stored time, so a time written with another offset would be
+    read back shifted.
+    """
 
     lead_id: int
     channel: str
@@ -77,6 +82,7 @@ class ConsentEntry:
         if self.status not in STATUSES:
             raise ValueError(f"consent status must be one of {', '.join(STATUSES)}, got {self.status!r}")
         self.address = normalise_address(self.address)
+        self.at = _utc(self.at)
 
 
 @attrs.define(slots=True, frozen=True)
@@ -89,9 +95,14 @@ class ConsentState:
 
 
 def record(conn: Connection, workspace: str, entries: Sequence[ConsentEntry], *, recorded_at: dt.datetime) -> int:
-    """Append entries to the ledger (one multi-row insert); returns how many."""
+    """Append entries to the ledger (one multi-row insert); returns how many.
+
+    Every time is written in UTC. Appends as given; :func:`record_new`
+    skips statements already in the ledger.
+    """
     if not entries:
         return 0
+    recorded_at = _utc(recorded_at)
     conn.execute(
         consent_table.insert(),
         [
@@ -102,7 +113,7 @@ def record(conn: Connection, workspace: str, entries: Sequence[ConsentEntry], *,
                 "purpose": e.purpose,
                 "status": e.status,
                 "address": e.address,
-                "at": e.at,
+                "at": _utc(e.at),
                 "source": e.source,
                 "proof": e.proof or None,
                 "recorded_at": recorded_at,
@@ -232,9 +243,21 @@ def record_consents(crm: Any, workspace: str, entries: Sequence[Mapping[str, Any
                 log.info("lead %s: %s consent from %s not recorded: the lead has no %s address", p["lead_id"], p["channel"], p["source"], p["channel"])
                 continue
             new.append(ConsentEntry(p["lead_id"], p["channel"], p["purpose"], status, p["at"], p["source"], address, p["proof"]))
-        new = _not_recorded_yet(conn, workspace, new)
-        record(conn, workspace, new, recorded_at=now)
-    return len(new)
+        return record_new(conn, workspace, new, recorded_at=now)
+
+
+def record_new(conn: Connection, workspace: str, entries: Sequence[ConsentEntry], *, recorded_at: dt.datetime) -> int:
+    """Append the entries whose statement is not in the ledger yet; returns how many were added.
+
+    A statement is the same when its lead, channel, purpose, address, source
+    and ``at`` (as an instant) are; its status is not compared, so a repeat
+    can neither add a row nor re-open consent withdrawn since. One read of
+    the ledger per batch. Callers serialise concurrent writers themselves
+    (:func:`record_consents` and the capture path lock the leads' rows on
+    PostgreSQL).
+    """
+    new = _not_recorded_yet(conn, workspace, entries)
+    return record(conn, workspace, new, recorded_at=recorded_at)
 
 
 def _statement_key(lead_id: int, channel: str, purpose: str, address: str | None, source: str, at: dt.datetime) -> tuple[Any, ...]:

@@ -49,8 +49,11 @@ def consent_from_capture(leads: Mapping[int, Any], cfg: NurtureSettings, now: dt
 
     Accepted shapes: ``{"email": true}`` (the default purpose, ``marketing``),
     ``{"email": {"marketing": true, "newsletter": false}}``, and optional
-    ``"source"``, ``"at"`` and ``"proof"`` keys next to the channels. An
-    e-mail opt-in stays ``pending`` when the channel is under double opt-in.
+    ``"source"``, ``"at"`` and ``"proof"`` keys next to the channels. Without
+    an ``"at"`` the consent was given when the lead was captured (its
+    ``created_at``, else ``now``): not the time of the notification, so that
+    a repeated one describes the same statement. An e-mail opt-in stays
+    ``pending`` when the channel is under double opt-in.
     A channel whose value is a statement record (it has a ``"status"`` key,
     as capture_web's form checkbox writes) is skipped: the plugin that wrote
     it hands it to :func:`consent.record_consents`.
@@ -63,13 +66,13 @@ def consent_from_capture(leads: Mapping[int, Any], cfg: NurtureSettings, now: dt
         source = str(raw.get("source") or lead.source or "capture")
         proof = dict(raw.get("proof") or {}) if isinstance(raw.get("proof"), Mapping) else {}
         proof.setdefault("capture_id", getattr(lead, "capture_id", None))
-        at = now
+        captured_at = getattr(lead, "created_at", None) or now
+        at = captured_at
         if isinstance(raw.get("at"), str):
             try:
-                at = dt.datetime.fromisoformat(raw["at"])
-                at = at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)
+                at = dt.datetime.fromisoformat(raw["at"])  # ConsentEntry keeps it in UTC (naive: taken as UTC)
             except ValueError:
-                at = now
+                at = captured_at
         for channel, val in raw.items():
             if channel in ("source", "at", "proof"):
                 continue
@@ -106,14 +109,18 @@ def on_captured(crm: Any, workspace: str, cfg: NurtureSettings, lead_ids: Sequen
     with crm.engine.begin() as conn:
         with_consent: dict[int, Any] = {}
         for chunk in _chunks(ids):
-            for r in conn.execute(
+            sel = (
                 sa.select(lc.id, lc.email, lc.phone, lc.source, lc.capture_id, lc.consent, lc.created_at)
                 .where(lc.workspace == workspace, lc.id.in_(chunk), lc.consent.is_not(None))
-            ).all():
+                .order_by(lc.id)
+            )
+            if conn.dialect.name == "postgresql":
+                sel = sel.with_for_update(key_share=True)  # FOR NO KEY UPDATE: serialises notifications for these leads
+            for r in conn.execute(sel).all():
                 if r.consent:
                     with_consent[r.id] = r
         if with_consent:
-            consent_mod.record(conn, workspace, consent_from_capture(with_consent, cfg, ctx.now), recorded_at=ctx.now)
+            consent_mod.record_new(conn, workspace, consent_from_capture(with_consent, cfg, ctx.now), recorded_at=ctx.now)
     if not _anyone_enrols(crm, workspace, cfg, "intake"):
         return
     with crm.engine.connect() as conn:

@@ -58,10 +58,12 @@ def test_intake_rules_enrol_and_capture_consent_is_recorded(nurture_crm, smtp):
     ev = crm.events_of(a, "nurture_enrolled")[0]
     assert ev["detail"]["sequence"] == "trial" and "trial.enrol[0]" in ev["detail"]["reason"] and ev["detail"]["by"] == "nurture_sequences"
     assert any(e.type == "nurture_enrolled" for e in crm.history(a))
-    # The same observer called again (a retry): no second enrolment.
+    # The same observer called again (a retry): no second enrolment, no second ledger row.
     events = [Event(type="captured", at=T0, lead_id=i) for i in (a, b, c)]
     crm.plugins.notify("crm_leads_captured", workspace=crm.workspace, events=events, ctx=crm.hook_ctx("intake"))
     assert len(_enrolled(crm)) == 2
+    with crm.engine.connect() as conn:
+        assert [len(consent.consent_for_lead(conn, crm.workspace, i)) for i in (a, b, c)] == [1, 0, 1]
     stats = run(crm, T0)
     assert stats.sent == 1 and stats.exited == 1  # c opted out: exits, a gets its e-mail
     assert [m["To"] for m in smtp.parsed()] == ["A <A@Example.org>"]
