@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any, Mapping, Sequence
 
 from corecrm.records import Enrolment
@@ -11,6 +12,8 @@ from corecrm_plugins.nurture_sequences import consent as consent_mod
 from corecrm_plugins.nurture_sequences.config import PLUGIN, NurtureSettings
 from corecrm_plugins.nurture_sequences.spec import QUALIFIED_STAGES
 from corecrm_plugins.nurture_sequences.store import enrol, exit_enrolments, load_leads
+
+log = logging.getLogger("corecrm.nurture_sequences")
 
 
 def rule_enrolments(cfg: NurtureSettings, leads: Sequence[Any], trigger: str, *, to_stage: Sequence[str | None] | None = None,
@@ -72,6 +75,7 @@ def consent_from_capture(leads: Mapping[int, Any], cfg: NurtureSettings, now: dt
             try:
                 at = dt.datetime.fromisoformat(raw["at"])  # ConsentEntry keeps it in UTC (naive: taken as UTC)
             except ValueError:
+                log.warning("lead %s: consent time %r is not ISO 8601; using the capture time", lead_id, raw["at"])
                 at = captured_at
         for channel, val in raw.items():
             if channel in ("source", "at", "proof"):
@@ -89,6 +93,11 @@ def consent_from_capture(leads: Mapping[int, Any], cfg: NurtureSettings, now: dt
                 if given and channel in cfg.double_opt_in:
                     status = "pending"
                 address = lead.email if channel == "email" else (lead.phone if channel in ("sms", "whatsapp", "call") else None)
+                if given and not address:
+                    # An opt-in is for an address: one recorded without any would allow
+                    # sends to whatever address the lead gets later (record_consents refuses it too).
+                    log.warning("lead %s: %s consent for %s not recorded: the lead has no address on that channel", lead_id, channel, purpose)
+                    continue
                 out.append(consent_mod.ConsentEntry(lead_id, channel, str(purpose), status, at, source, address, proof))
     return out
 

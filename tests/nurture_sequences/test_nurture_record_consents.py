@@ -146,6 +146,18 @@ def test_intake_does_not_read_a_statement_record_from_the_lead_again():
     from corecrm_plugins.nurture_sequences.enrolment import consent_from_capture
 
     record = {"status": "granted", "purpose": "marketing", "at": "2026-03-02T07:55:00+00:00", "source": "web_form:contact", "required": True}
-    lead = SimpleNamespace(email="ada@example.org", phone=None, source="website", capture_id=1, consent={"email": record, "sms": True})
+    lead = SimpleNamespace(email="ada@example.org", phone="+44 20 7946 0000", source="website", capture_id=1, consent={"email": record, "sms": True})
     cfg = NurtureSettings.from_settings({**nurture_settings(), "secret": None})
     assert [(e.channel, e.purpose, e.status) for e in consent_from_capture({1: lead}, cfg, T0)] == [("sms", "marketing", "opted_in")]
+
+
+def test_intake_records_no_opt_in_for_a_channel_the_lead_has_no_address_on():
+    """An opt-in without an address would allow sends to any address the lead gets later; an opt-out is kept."""
+    from types import SimpleNamespace
+
+    from corecrm_plugins.nurture_sequences.config import NurtureSettings
+    from corecrm_plugins.nurture_sequences.enrolment import consent_from_capture
+
+    lead = SimpleNamespace(email=None, phone=None, source="website", capture_id=1, created_at=T0, consent={"email": True, "sms": False, "postal": True})
+    cfg = NurtureSettings.from_settings({**nurture_settings(), "secret": None})
+    assert [(e.channel, e.status, e.address) for e in consent_from_capture({1: lead}, cfg, T0)] == [("sms", "opted_out", None)]
