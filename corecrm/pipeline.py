@@ -29,7 +29,7 @@ from corecrm.models import WRITABLE_FIELDS, Event, Lead
 from corecrm.records import Assignment, FieldUpdate, Finding, MatchCandidate, Qualification, ScoreContribution, ScreenVerdict
 from corecrm.rows import lead_to_document
 from corecrm.storage import schema
-from corecrm.storage.db import allocate_ids, bulk_insert, driver, dumps, param_mark, ts
+from corecrm.storage.db import allocate_ids, bulk_insert, driver, dumps, insert_sql, is_postgres, param_mark, ts
 
 if TYPE_CHECKING:
     from corecrm.app import Crm
@@ -372,9 +372,11 @@ class Pipeline:
             if key:
                 seen.add(key)
             new.append(it)
-        ids = allocate_ids(conn, schema.leads, len(new))
+        # A single lead on SQLite (a web form, an e-mail) takes its id from the
+        # insert itself: one statement fewer on the latency path.
+        single = len(new) == 1 and not is_postgres(conn)
+        ids: list[Any] = [None] if single else allocate_ids(conn, schema.leads, len(new))
         rows = []
-        events: list[tuple[Any, ...]] = []
         t = ts(now, conn)
         score_json = self._score_json
         plain = _plain
@@ -393,9 +395,14 @@ class Pipeline:
                    dumps(lead.consent or None), score_json(lead.score_detail), dumps(it.history or None),
                    t, t, t if lead.assigned_at is now else ts(lead.assigned_at, conn))
             )  # fmt: skip
+        if single:
+            ids[0] = new[0].lead.id = driver(conn).execute(insert_sql(schema.leads, INSERT_COLUMNS, conn), rows[0]).lastrowid
+        else:
+            bulk_insert(conn, schema.leads, INSERT_COLUMNS, rows)
+        events: list[tuple[Any, ...]] = []
+        for it in new:
             if it.stage_events:
                 self._event_rows(t, it, events)
-        bulk_insert(conn, schema.leads, INSERT_COLUMNS, rows)
         # The free text that came with a capture (an e-mail body, a form's
         # message) is kept as the lead's first note: one executemany per batch.
         notes = [(ws, it.lead.id, "note", it.lead.note, True, t) for it in new if it.lead.note]

@@ -39,9 +39,19 @@ class BackgroundCheckpointer:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._pending = False  #: a checkpoint is due: later pokes need not wake the thread
 
     def poke(self) -> None:
-        """A commit went to the log: checkpoint soon. Cheap; called after every hot commit."""
+        """A commit went to the log: checkpoint soon. Cheap; called after every hot commit.
+
+        Only the first commit after a checkpoint wakes the thread: waking it
+        for every commit made the two threads trade the GIL on every capture.
+        """
+        if self._pending:
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                return  # already due; (a thread that ended meanwhile is started again below)
+        self._pending = True
         self._wake.set()
         thread = self._thread
         if thread is not None and thread.is_alive():
@@ -73,6 +83,7 @@ class BackgroundCheckpointer:
                 if self._stop.wait(self.delay):
                     return
                 self._wake.clear()
+                self._pending = False  # commits from now on are after this checkpoint's start: poke again
                 try:
                     con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                     self.checkpoints += 1

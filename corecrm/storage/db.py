@@ -144,13 +144,25 @@ def bulk_insert(conn: Connection, table: sa.Table, columns: Sequence[str], rows:
                 for row in rows:
                     copy.write_row(row)
         return
-    placeholders = ", ".join("?" for _ in columns)
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders})"
+    sql = insert_sql(table, columns, conn)
     cur = driver(conn).cursor()
     try:
         cur.executemany(sql, rows)
     finally:
         cur.close()
+
+
+_INSERT_SQL: dict[tuple[str, tuple[str, ...], str], str] = {}
+
+
+def insert_sql(table: sa.Table, columns: Sequence[str], conn: Connection) -> str:
+    """``INSERT INTO t (columns) VALUES (marks)`` in the driver's placeholder style, built once."""
+    mark = param_mark(conn)
+    key = (table.name, tuple(columns), mark)
+    sql = _INSERT_SQL.get(key)
+    if sql is None:
+        sql = _INSERT_SQL[key] = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join(mark for _ in columns)})"
+    return sql
 
 
 def fix_sequence(conn: Connection, table: sa.Table) -> None:
@@ -222,6 +234,7 @@ __all__ = [
     "driver",
     "dumps",
     "fix_sequence",
+    "insert_sql",
     "make_engine",
     "schema",
     "ts",
