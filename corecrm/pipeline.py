@@ -115,6 +115,7 @@ class Pipeline:
         """Run every decision step over the live items, in place."""
         skipped = set(skip)
         impls_of = self.crm.plugins.impls
+        any_stored = any(it.lead.id is not None for it in items)
         for step, hook in STEPS:
             if step in skipped:
                 continue
@@ -124,7 +125,8 @@ class Pipeline:
             live = [it for it in items if it.out is None and it.merge_into is None and it.merge_into_item is None]
             if not live:
                 return
-            self.ctx.extra["batch_ids"] = [it.lead.id for it in live if it.lead.id is not None]
+            # Stored leads in the batch (re-scoring, retry): ctx.events_for loads their history in one query.
+            self.ctx.extra["batch_ids"] = [it.lead.id for it in live if it.lead.id is not None] if any_stored else []
             for plugin, impl in impls:
                 live = [it for it in live if it.out is None]
                 if not live:
@@ -148,8 +150,13 @@ class Pipeline:
         leads = [it.lead for it in live]
         try:
             result = self.crm.plugins.call_impl(plugin, impl, self._kwargs(hook, leads), self.workspace)
-            records = _as_list(result)
-            return [(rec.index, _stamp(rec, plugin)) for rec in records]
+            out = []
+            append = out.append
+            for rec in _as_list(result):  # stamp each record with its plugin (records all have the field)
+                if not rec.plugin:
+                    rec.plugin = plugin
+                append((rec.index, rec))
+            return out
         except Exception as batch_exc:
             if len(live) == 1:
                 self._quarantine(live[0], step, plugin, batch_exc)
@@ -288,7 +295,11 @@ class Pipeline:
             if not contribs:
                 continue
             try:
-                key: Any = tuple([(c.rule, c.points, c.reason, c.group, c.ruleset, c.plugin) for c in contribs])
+                if len(contribs) == 1:
+                    c = contribs[0]
+                    key: Any = (c.rule, c.points, c.reason, c.group, c.ruleset, c.plugin)
+                else:
+                    key = tuple([(c.rule, c.points, c.reason, c.group, c.ruleset, c.plugin) for c in contribs])
                 done = memo.get(key)
             except TypeError:  # an unhashable value in a contribution
                 key, done = None, None
@@ -391,8 +402,9 @@ class Pipeline:
             rows.append(
                 (lead_id, ws, lead.stage.value, lead.status)
                 + plain(lead)
-                + (email.strip().lower() if email else None, dumps(lead.interests or None), dumps(lead.attributes or None),
-                   dumps(lead.consent or None), score_json(lead.score_detail), dumps(it.history or None),
+                + (email.strip().lower() if email else None, dumps(lead.interests) if lead.interests else None,
+                   dumps(lead.attributes) if lead.attributes else None, dumps(lead.consent) if lead.consent else None,
+                   score_json(lead.score_detail), dumps(it.history) if it.history else None,
                    t, t, t if lead.assigned_at is now else ts(lead.assigned_at, conn))
             )  # fmt: skip
         if single:
