@@ -178,7 +178,8 @@ class EmailChannel:
             msg["List-Unsubscribe"] = ", ".join(unsub)
             if url.startswith(("https://", "http://")):
                 msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        elif self.require_unsubscribe:
+        elif self.require_unsubscribe and not m.get("transactional"):
+            # A transactional message (a double opt-in confirmation) goes to someone not subscribed yet: it has nothing to unsubscribe from.
             raise EmailSendError(
                 "no unsubscribe link: set plugins.nurture_sequences.secret and unsubscribe_url (or channel_email.require_unsubscribe = false)",
                 permanent=True,

@@ -51,6 +51,28 @@ def _validate_tz(value: Any, key: str) -> None:
             raise ConfigError(f"unknown time zone {value!r} (use an IANA name such as Europe/Paris)", key=key) from None
 
 
+#: The double opt-in message unless ``confirm_subject`` / ``confirm_text`` / ``confirm_html`` say otherwise.
+DEFAULT_CONFIRM_SUBJECT = "Please confirm your e-mail address"
+DEFAULT_CONFIRM_TEXT = """Hello{% if lead.first_name %} {{ lead.first_name }}{% endif %},
+
+please confirm that you want to receive our {{ purpose }} e-mails at {{ address }} by opening this link:
+
+{{ confirm_url }}
+
+If you did not ask for this, ignore this message: nothing more will be sent to you.
+"""
+
+
+def _validate_confirm_template(value: Any, key: str) -> None:
+    from corecrm_plugins.nurture_sequences.templates import check_confirmation_part
+
+    if value is None:
+        return
+    if not isinstance(value, str) or (not value.strip() and not key.endswith("html")):
+        raise ConfigError(f"expected a template (a non-empty string), got {value!r}", key=key)
+    check_confirmation_part(value, key)
+
+
 def declared_settings() -> list[Setting]:
     return [
         Setting("sequences", "dict", {}, "Nurture sequences: [plugins.nurture_sequences.sequences.<name>] with steps and enrol rules.", validate=_validate_sequences),
@@ -67,6 +89,12 @@ def declared_settings() -> list[Setting]:
         Setting("on_failure", "str", "continue", "After a step failed for good: go on with the next step, or exit the sequence.", choices=("continue", "exit")),
         Setting("default_timezone", "str", None, "Time zone for 'at' steps when the lead has none (default UTC).", validate=_validate_tz),
         Setting("watch_interval", "any", "30s", "Pause between rounds of `nurture run --watch`.", validate=_validate_duration),
+        Setting("confirm_subject", "str", DEFAULT_CONFIRM_SUBJECT, "Subject of the double opt-in confirmation e-mail (a template).", validate=_validate_confirm_template),
+        Setting("confirm_text", "str", DEFAULT_CONFIRM_TEXT, "Text of the confirmation e-mail (a template that must use {{ confirm_url }}).", validate=_validate_confirm_template),
+        Setting("confirm_html", "str", None, "Optional HTML part of the confirmation e-mail (a template).", validate=_validate_confirm_template),
+        Setting("confirm_valid_for", "any", "14d", "How long a confirmation link works (0: no expiry).", validate=_validate_duration),
+        Setting("confirm_send", "str", "immediately", "Send the confirmation when the pending opt-in is recorded, or only from `nurture run`.",
+                choices=("immediately", "scheduler")),
     ]
 
 
@@ -86,6 +114,11 @@ class NurtureSettings:
     on_failure: str
     default_timezone: str | None
     watch_interval: dt.timedelta
+    confirm_subject: str = DEFAULT_CONFIRM_SUBJECT
+    confirm_text: str = DEFAULT_CONFIRM_TEXT
+    confirm_html: str | None = None
+    confirm_valid_for: dt.timedelta = dt.timedelta(days=14)
+    confirm_send: str = "immediately"
 
     @classmethod
     def from_settings(cls, s: Mapping[str, Any]) -> NurtureSettings:
@@ -108,6 +141,11 @@ class NurtureSettings:
             on_failure=s.get("on_failure") or "continue",
             default_timezone=s.get("default_timezone"),
             watch_interval=parse_duration(s.get("watch_interval", "30s"), f"{key}.watch_interval"),
+            confirm_subject=s.get("confirm_subject") or DEFAULT_CONFIRM_SUBJECT,
+            confirm_text=s.get("confirm_text") or DEFAULT_CONFIRM_TEXT,
+            confirm_html=s.get("confirm_html") or None,
+            confirm_valid_for=parse_duration(s.get("confirm_valid_for", "14d"), f"{key}.confirm_valid_for"),
+            confirm_send=s.get("confirm_send") or "immediately",
         )
 
     def require_secret(self) -> str:

@@ -38,6 +38,7 @@ import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from corecrm_plugins.nurture_sequences import confirmations
 from corecrm_plugins.nurture_sequences.tables import consent as consent_table
 
 log = logging.getLogger("corecrm.nurture.consent")
@@ -212,6 +213,9 @@ def record_consents(crm: Any, workspace: str, entries: Sequence[Mapping[str, Any
       since. One transaction; on PostgreSQL the leads' rows are locked for it
       so two deliveries of one capture cannot both append.
     * The consent stays on the lead it was given for, merged or not.
+    * A new ``pending`` e-mail statement queues one double opt-in
+      confirmation e-mail (:mod:`.confirmations`), sent at once unless
+      ``confirm_send = "scheduler"``.
     """
     parsed = [parse_entry(e, i) for i, e in enumerate(entries)]
     if not parsed:
@@ -243,7 +247,14 @@ def record_consents(crm: Any, workspace: str, entries: Sequence[Mapping[str, Any
                 log.info("lead %s: %s consent from %s not recorded: the lead has no %s address", p["lead_id"], p["channel"], p["source"], p["channel"])
                 continue
             new.append(ConsentEntry(p["lead_id"], p["channel"], p["purpose"], status, p["at"], p["source"], address, p["proof"]))
-        return record_new(conn, workspace, new, recorded_at=now)
+        added = record_new(conn, workspace, new, recorded_at=now)
+        pending = sorted({e.lead_id for e in new if e.status == "pending"})
+        queued = confirmations.queue(conn, workspace, double_opt_in, now=now, lead_ids=pending) if added and pending else 0
+    if queued:
+        from corecrm_plugins.nurture_sequences.actions import runtime
+
+        confirmations.after_queued(runtime(crm, workspace), now, pending)
+    return added
 
 
 def record_new(conn: Connection, workspace: str, entries: Sequence[ConsentEntry], *, recorded_at: dt.datetime) -> int:

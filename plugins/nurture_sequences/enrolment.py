@@ -8,6 +8,7 @@ from typing import Any, Mapping, Sequence
 
 from corecrm.records import Enrolment
 
+from corecrm_plugins.nurture_sequences import confirmations
 from corecrm_plugins.nurture_sequences import consent as consent_mod
 from corecrm_plugins.nurture_sequences.config import PLUGIN, NurtureSettings
 from corecrm_plugins.nurture_sequences.spec import QUALIFIED_STAGES
@@ -128,8 +129,17 @@ def on_captured(crm: Any, workspace: str, cfg: NurtureSettings, lead_ids: Sequen
             for r in conn.execute(sel).all():
                 if r.consent:
                     with_consent[r.id] = r
+        pending: list[int] = []
         if with_consent:
-            consent_mod.record_new(conn, workspace, consent_from_capture(with_consent, cfg, ctx.now), recorded_at=ctx.now)
+            entries = consent_from_capture(with_consent, cfg, ctx.now)
+            if consent_mod.record_new(conn, workspace, entries, recorded_at=ctx.now):
+                pending = sorted({e.lead_id for e in entries if e.status == "pending"})
+                if not (pending and confirmations.queue(conn, workspace, cfg.double_opt_in, now=ctx.now, lead_ids=pending)):
+                    pending = []
+    if pending:
+        from corecrm_plugins.nurture_sequences.actions import runtime
+
+        confirmations.after_queued(runtime(crm, workspace), ctx.now, pending)
     if not _anyone_enrols(crm, workspace, cfg, "intake"):
         return
     with crm.engine.connect() as conn:

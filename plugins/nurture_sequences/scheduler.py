@@ -15,6 +15,9 @@ One round (:func:`run_once`) repeats three phases until nothing is due:
    failed with the reason; the enrolment moves to its next step; one event per
    send on the lead.
 
+After the steps, a round queues and sends the double opt-in confirmation
+e-mails that are due (``confirmations.py``, same claim/send/record discipline).
+
 If a worker dies between 1 and 3, its lease expires and another worker finds
 the ledger row still ``sending``: it cannot know whether the message left, so
 it marks the step ``uncertain`` and moves on. A step is therefore never sent
@@ -60,6 +63,10 @@ class RunStats:
     uncertain: int = 0
     exited: int = 0
     completed: int = 0
+    confirmations_sent: int = 0  #: double opt-in confirmation e-mails (see confirmations.py)
+    confirmations_retried: int = 0
+    confirmations_failed: int = 0
+    confirmations_skipped: int = 0
 
     def add(self, other: RunStats) -> None:
         for f in attrs.fields(RunStats):
@@ -440,4 +447,19 @@ def run_once(rt: Runtime, now: dt.datetime | Callable[[], dt.datetime], *, max_b
             continue
         outcomes = _send(rt, batch, t)
         _record(rt, batch, outcomes, t, stats)
+    if "email" in rt.cfg.double_opt_in:
+        _confirmations(rt, now() if callable(now) else now, stats)
     return stats
+
+
+def _confirmations(rt: Runtime, now: dt.datetime, stats: RunStats) -> None:
+    """Queue a confirmation for any pending e-mail opt-in that has none, and send the due ones."""
+    from corecrm_plugins.nurture_sequences import confirmations
+
+    with rt.engine.begin() as conn:
+        confirmations.queue(conn, rt.workspace, rt.cfg.double_opt_in, now=now)
+    c = confirmations.send_due(rt, now)
+    stats.confirmations_sent += c.sent
+    stats.confirmations_retried += c.retried
+    stats.confirmations_failed += c.failed
+    stats.confirmations_skipped += c.skipped

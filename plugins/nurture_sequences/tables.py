@@ -12,6 +12,11 @@
 * ``nurture_consent`` is an append-only consent ledger: the latest row for
   (lead, channel, purpose) is the state; every row keeps when, from which
   source, with what proof, and the address it concerns.
+* ``nurture_confirmations`` is the double opt-in outbox: one row per
+  ``pending`` e-mail consent statement (unique on the ledger row), so a
+  statement is confirmed by at most one message; like ``nurture_messages``
+  the row is ``sending`` before the channel is called and a row found
+  ``sending`` after a crash is never sent again.
 """
 
 from __future__ import annotations
@@ -89,4 +94,31 @@ consent = Table(
     Column("recorded_at", TZ, nullable=False),
     Index("ix_nurture_consent_lead", "workspace", "lead_id", "channel", "purpose", "id"),
     Index("ix_nurture_consent_address", "workspace", "address"),
+)
+
+confirmations = Table(
+    "nurture_confirmations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("workspace", String(64), nullable=False),
+    Column("consent_id", Integer, nullable=False),  #: the pending nurture_consent row this message confirms
+    Column("lead_id", Integer, nullable=False),
+    Column("channel", String(64), nullable=False),
+    Column("purpose", String(64), nullable=False),
+    Column("address", Text),
+    #: queued | sending | retry | sent | failed | skipped | uncertain
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("idempotency_key", String(160), nullable=False),
+    Column("due_at", TZ),
+    Column("lease_until", TZ),
+    Column("lease_owner", String(64)),
+    Column("created_at", TZ, nullable=False),
+    Column("updated_at", TZ, nullable=False),
+    Column("sent_at", TZ),
+    Column("error", Text),
+    Column("detail", JSON),
+    UniqueConstraint("workspace", "consent_id", name="uq_nurture_confirmations_consent"),
+    Index("ix_nurture_confirmations_due", "workspace", "status", "due_at"),
+    Index("ix_nurture_confirmations_lead", "workspace", "lead_id"),
 )

@@ -100,3 +100,35 @@ def build_context(lead: Mapping[str, Any], seq: Any, step: Any, *, unsubscribe_u
         "step": {"name": step.name, "number": step.index + 1},
         "unsubscribe_url": unsubscribe_url or "",
     }
+
+
+#: Stands in for the link when a confirmation template is trial-rendered.
+SAMPLE_CONFIRM_URL = "https://example.com/confirm/SAMPLE-TOKEN"
+
+
+def confirmation_context(lead: Mapping[str, Any], *, confirm_url: str, channel: str, purpose: str, address: str | None,
+                         valid_until: str | None) -> dict[str, Any]:  # fmt: skip
+    """What a double opt-in template sees: ``lead``, ``confirm_url``, ``channel``, ``purpose``, ``address``, ``valid_until``."""
+    return {"lead": lead_context(lead), "confirm_url": confirm_url, "channel": channel, "purpose": purpose, "address": address or "",
+            "valid_until": valid_until or ""}  # fmt: skip
+
+
+def render_confirmation(subject: str, text: str, html: str | None, context: Mapping[str, Any]) -> dict[str, str | None]:
+    return {
+        "subject": " ".join(render_part(subject, context, html=False, part="subject").split()),
+        "text": render_part(text, context, html=False, part="text"),
+        "html": render_part(html, context, html=True, part="html") if html else None,
+    }
+
+
+def check_confirmation_part(source: str, key: str) -> None:
+    """Trial-render one confirmation template; the text part must contain the link."""
+    part = key.rsplit(".", 1)[-1].removeprefix("confirm_")
+    ctx = confirmation_context(SAMPLE_LEAD, confirm_url=SAMPLE_CONFIRM_URL, channel="email", purpose="marketing", address=SAMPLE_LEAD["email"],
+                               valid_until="2026-03-16T08:00:00+00:00")  # fmt: skip
+    try:
+        out = render_part(source, ctx, html=part == "html", part=part)
+    except TemplateError as exc:
+        raise ConfigError(str(exc).split(": ", 1)[1], key=key) from None
+    if part == "text" and SAMPLE_CONFIRM_URL not in out:
+        raise ConfigError("the confirmation text must contain the link: write {{ confirm_url }} in it", key=key)

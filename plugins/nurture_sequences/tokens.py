@@ -5,11 +5,16 @@ It carries the workspace, lead, channel, purpose and the address it was sent
 to, so following it records an opt-out for exactly that person and address,
 without a database lookup to find out whom it concerns, and nobody can forge
 one for another lead without the secret.
+
+A token may carry an expiry (``e``, Unix seconds): confirmation links do
+(``confirm_valid_for``); unsubscribe links never expire, as the law expects
+them to keep working.
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -41,8 +46,16 @@ def sign(secret: str, kind: str, **fields: Any) -> str:
     return f"{_b64(body)}.{_b64(_sig(secret, body))}"
 
 
-def verify(secret: str, token: str, kind: str) -> dict[str, Any]:
-    """Return the token's fields, or raise :class:`TokenError` saying what is wrong."""
+class TokenExpired(TokenError):
+    """A genuine token whose validity has run out."""
+
+
+def verify(secret: str, token: str, kind: str, *, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Return the token's fields, or raise :class:`TokenError` saying what is wrong.
+
+    A token with an expiry (``e``) is refused once ``now`` is past it
+    (:class:`TokenExpired`); ``now=None`` skips that check.
+    """
     token = token.strip()
     try:
         body_b64, sig_b64 = token.split(".")
@@ -57,7 +70,20 @@ def verify(secret: str, token: str, kind: str) -> dict[str, Any]:
         raise TokenError("malformed token payload") from None
     if not isinstance(data, dict) or data.get("k") != kind:
         raise TokenError(f"not a {kind} token")
+    exp = data.get("e")
+    if now is not None and isinstance(exp, (int, float)) and now.timestamp() > exp:
+        raise TokenExpired(f"this {kind} link expired on {dt.datetime.fromtimestamp(exp, dt.timezone.utc).isoformat()}")
     return data
+
+
+def peek(token: str) -> dict[str, Any] | None:
+    """The payload of a token, *unverified* (to find which workspace's secret verifies it), or ``None``."""
+    try:
+        body_b64, _sig_b64 = token.strip().split(".")
+        data = json.loads(_unb64(body_b64))
+    except (ValueError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def fingerprint(token: str) -> str:

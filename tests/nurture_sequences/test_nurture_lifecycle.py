@@ -216,7 +216,9 @@ def test_the_car_dealer_example_from_the_guide(backend_url, smtp):
         confirm(rt, pending["confirm_token"], now=call_due)
         offer_due = dt.datetime(2026, 3, 10, 16, 0, tzinfo=dt.timezone.utc)  # six days later, 17:00 Berlin
         assert run(crm, offer_due).sent == 1
-        (mail,) = smtp.parsed()
+        confirmation, mail = smtp.parsed()  # the double opt-in message went out when the opt-in was recorded
+        assert confirmation["Subject"] == "Please confirm your e-mail address" and "List-Unsubscribe" not in confirmation
+        assert "https://dealer.example/confirm/" in confirmation.get_body(("plain",)).get_content()
         assert mail["Subject"] == "Your ID.4: this month's offer" and mail["List-Unsubscribe"].startswith("<https://dealer.example/u/")
     finally:
         crm.close()

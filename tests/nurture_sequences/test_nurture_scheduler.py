@@ -116,7 +116,9 @@ def test_unsubscribed_lead_receives_nothing_more(nurture_crm, smtp):
     (msg,) = smtp.to("a@example.org")
     token = msg["List-Unsubscribe"].split("/u/")[1].split(">")[0]
     res = unsubscribe(runtime(crm), token, now=T0 + dt.timedelta(hours=1))
-    assert res == {"lead_id": a, "channel": "email", "purpose": "marketing", "address": "a@example.org", "exited": ["trial"]}
+    assert res == {"lead_id": a, "channel": "email", "purpose": "marketing", "address": "a@example.org", "exited": ["trial"], "changed": True}
+    again = unsubscribe(runtime(crm), token, now=T0 + dt.timedelta(hours=2))  # a second click: nothing more is written
+    assert again == {**res, "exited": [], "changed": False}
     assert run(crm, T0 + 30 * DAY).sent == 0
     assert len(smtp.to("a@example.org")) == 1
     with crm.engine.connect() as conn:
