@@ -1,4 +1,5 @@
-"""The ASGI app: ``POST /capture/{form}``, ``GET /forms/{form}``, ``GET /health``.
+"""The ASGI app: ``POST /capture/{form}``, ``GET /forms/{form}``, ``GET /health``, and with
+nurture_sequences the signed links ``/unsubscribe/{token}`` and ``/confirm/{token}`` (``links.py``).
 
 The app talks to the CRM through a small :class:`Backend` (store a raw
 capture, process it, the database engine, the clock), so it can be served
@@ -342,6 +343,9 @@ def create_app(backend: Backend, settings: ServerSettings) -> Starlette:
         Route("/capture/{form}", capture, methods=["POST"], name="capture"),
         Route("/capture/{form}", preflight, methods=["OPTIONS"]),
     ]
+    from corecrm_plugins.capture_web import links
+
+    routes += links.routes(backend, settings.rate_per_ip, lambda request: _client_ip(request, settings.trust_forwarded))
     app = Starlette(routes=routes)
     app.state.processor = processor
     return app
