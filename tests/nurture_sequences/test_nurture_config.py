@@ -163,3 +163,32 @@ def test_the_guide_examples_pass_config_check(block, monkeypatch):
 
     cfg = NurtureSettings.from_settings(pm.settings("nurture_sequences"))
     assert len(cfg.sequences) >= 1 and all(s.rules for s in cfg.sequences.values())
+
+
+@pytest.mark.parametrize(
+    "over, key, words",
+    [
+        ({"confirm_text": "Please confirm: https://example.com/confirm"}, "plugins.nurture_sequences.confirm_text", "{{ confirm_url }}"),
+        ({"confirm_text": "Hi {{ lead.frist_name }} {{ confirm_url }}"}, "plugins.nurture_sequences.confirm_text", "'frist_name'"),
+        ({"confirm_subject": "Confirm {{ lead.first_name "}, "plugins.nurture_sequences.confirm_subject", "TemplateSyntaxError"),
+        ({"confirm_html": "<a href='{{ confirm_url.__class__ }}'>x</a>"}, "plugins.nurture_sequences.confirm_html", "unsafe"),
+        ({"confirm_valid_for": "two weeks"}, "plugins.nurture_sequences.confirm_valid_for", "expected a duration"),
+        ({"confirm_send": "later"}, "plugins.nurture_sequences.confirm_send", "later"),
+    ],
+)
+def test_bad_confirmation_settings_name_the_key(over, key, words):
+    with pytest.raises(ConfigError) as exc:
+        load({**nurture_settings(), **over})
+    assert key in str(exc.value) and words in str(exc.value), str(exc.value)
+
+
+def test_a_custom_confirmation_template_is_used():
+    from corecrm_plugins.nurture_sequences.config import NurtureSettings
+    from corecrm_plugins.nurture_sequences.templates import SAMPLE_LEAD, confirmation_context, render_confirmation
+
+    load({**nurture_settings(), "confirm_subject": "{{ lead.first_name }}, one click left", "confirm_text": "Go: {{ confirm_url }} ({{ purpose }})"})
+    cfg = NurtureSettings.from_settings({**nurture_settings(), "secret": "s", "confirm_subject": "{{ lead.first_name }}, one click left",
+                                         "confirm_text": "Go: {{ confirm_url }} ({{ purpose }})"})  # fmt: skip
+    ctx = confirmation_context(SAMPLE_LEAD, confirm_url="https://x.example/confirm/T", channel="email", purpose="news", address="ada@example.com", valid_until=None)
+    assert render_confirmation(cfg.confirm_subject, cfg.confirm_text, cfg.confirm_html, ctx) == {
+        "subject": "Ada, one click left", "text": "Go: https://x.example/confirm/T (news)", "html": None}
