@@ -219,6 +219,6 @@ def test_the_car_dealer_example_from_the_guide(backend_url, smtp):
         confirmation, mail = smtp.parsed()  # the double opt-in message went out when the opt-in was recorded
         assert confirmation["Subject"] == "Please confirm your e-mail address" and "List-Unsubscribe" not in confirmation
         assert "https://dealer.example/confirm/" in confirmation.get_body(("plain",)).get_content()
-        assert mail["Subject"] == "Your ID.4: this month's offer" and mail["List-Unsubscribe"].startswith("<https://dealer.example/u/")
+        assert mail["Subject"] == "Your ID.4: this month's offer" and mail["List-Unsubscribe"].startswith("<https://dealer.example/unsubscribe/")
     finally:
         crm.close()
