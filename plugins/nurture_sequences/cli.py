@@ -113,6 +113,9 @@ def unsubscribe_cmd(ctx: click.Context, token: str, now_s: str | None) -> None:
 
     crm = _crm(ctx)
     res = unsubscribe(runtime(crm, _ws(ctx, crm)), token, now=_now(now_s, crm))
+    if not res.get("changed", True):
+        click.echo(f"lead {res['lead_id']} was already unsubscribed from {res['channel']}/{res['purpose']}; nothing changed")
+        return
     click.echo(f"lead {res['lead_id']} unsubscribed from {res['channel']}/{res['purpose']}" + (f"; left {', '.join(res['exited'])}" if res["exited"] else ""))
 
 
@@ -126,6 +129,9 @@ def confirm_cmd(ctx: click.Context, token: str, now_s: str | None) -> None:
 
     crm = _crm(ctx)
     res = confirm(runtime(crm, _ws(ctx, crm)), token, now=_now(now_s, crm))
+    if not res.get("changed", True):
+        click.echo(f"lead {res['lead_id']} had already confirmed {res['channel']}/{res['purpose']} for {res['address']}; nothing changed")
+        return
     click.echo(f"lead {res['lead_id']} confirmed {res['channel']}/{res['purpose']} for {res['address']}")
 
 

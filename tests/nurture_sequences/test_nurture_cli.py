@@ -89,6 +89,8 @@ def test_nurture_commands_end_to_end(home: Path, smtp):
     r = cli("nurture", "unsubscribe", token, "--now", "2026-03-03T08:00:00+00:00")
     assert r.exit_code == 0, r.output
     assert "lead 1 unsubscribed from email/marketing; left trial" in r.output
+    r = cli("nurture", "unsubscribe", token, "--now", "2026-03-03T09:00:00+00:00")  # the same link again
+    assert r.exit_code == 0 and "already unsubscribed from email/marketing; nothing changed" in r.output
     r = cli("nurture", "unsubscribe", token[:-3] + "AAA")
     assert r.exit_code == 1 and "error: invalid token signature" in r.output
 
