@@ -226,3 +226,19 @@ def test_a_forked_child_opens_its_own_write_connection(make_crm, tmp_path):
     [res] = crm.capture([json_capture({"email": "parent-again@x.test"})])
     assert res.status == "processed" and crm._write_conn is parent_conn
     assert _lead_count(crm) == 3
+
+
+def test_ts_writes_the_text_sqlalchemy_reads_back(make_crm, sqlite_url):
+    import datetime as dt
+
+    from corecrm.storage.db import ts
+
+    crm = make_crm(database=sqlite_url)
+    with crm.engine.connect() as conn:
+        assert ts(dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc), conn) == "2026-01-02 03:04:05.000000"
+        assert ts(dt.datetime(999, 5, 6, 7, 8, 9, 10), conn) == "0999-05-06 07:08:09.000010"
+        assert ts(None, conn) is None
+        when = dt.datetime(2026, 7, 8, 9, 10, 11, 123456, tzinfo=dt.timezone.utc)
+        conn.exec_driver_sql("INSERT INTO activities (workspace, type, done, at) VALUES ('default', 'note', 1, ?)", (ts(when, conn),))
+        stored = conn.execute(sa.select(schema.activities.c.at)).scalar_one()
+    assert stored.replace(tzinfo=dt.timezone.utc) == when
