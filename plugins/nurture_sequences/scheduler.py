@@ -114,7 +114,7 @@ def unsubscribe_link(cfg: NurtureSettings, workspace: str, lead_id: int, channel
 def build_message(rt: Runtime, seq: NurtureSequence, step: Step, lead: Any, key: str, *, due_at: dt.datetime | None) -> dict[str, Any]:
     """Render one step for one lead into the message a channel receives (raises TemplateError)."""
     address = channel_address(step.channel, lead)
-    _tok, url = unsubscribe_link(rt.cfg, rt.workspace, lead.id, step.channel, seq.purpose, address)
+    tok, url = unsubscribe_link(rt.cfg, rt.workspace, lead.id, step.channel, seq.purpose, address)
     parts = render_step(step, build_context(lead_mapping(lead), seq, step, unsubscribe_url=url))
     return {
         "workspace": rt.workspace,
@@ -128,6 +128,7 @@ def build_message(rt: Runtime, seq: NurtureSequence, step: Step, lead: Any, key:
         "idempotency_key": key,
         "headers": {"X-Corecrm-Idempotency-Key": key, "X-Corecrm-Sequence": f"{seq.name}/{step.name}"},
         "unsubscribe_url": url,
+        "unsubscribe_token": tok,
         "unsubscribe_mailto": rt.cfg.unsubscribe_mailto,
         "sequence": seq.name,
         "step": step.index,
