@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import attrs
 import sqlalchemy as sa
@@ -106,6 +106,33 @@ def queue(conn: Connection, workspace: str, double_opt_in: Iterable[str], *, now
     for chunk in chunks(values, 500):
         n += len(conn.execute(_insert_ignore(conn).returning(q.id), list(chunk)).all())
     return n
+
+
+def pending_expiry(conn: Connection, workspace: str, pending: Mapping[int, Any], valid_for: dt.timedelta) -> dict[int, dt.datetime | None]:
+    """Until when each lead's ``pending`` statement can still be confirmed (``None``: no expiry).
+
+    ``pending`` maps lead ids to their current :class:`.consent.ConsentState`.
+    A confirmation link works for ``valid_for`` (``confirm_valid_for``) after
+    it was made: when the statement was recorded (the link ``nurture consent``
+    prints) or, later, when its confirmation e-mail went out. So the
+    statement expires ``valid_for`` after the later of the two. One query per
+    chunk of statements.
+    """
+    if not valid_for:
+        return {lid: None for lid in pending}
+    q = confirmations.c
+    sent: dict[int, dt.datetime] = {}
+    for chunk in chunks(sorted({st.id for st in pending.values() if st.id is not None})):
+        for cid, at in conn.execute(
+            sa.select(q.consent_id, q.sent_at).where(q.workspace == workspace, q.consent_id.in_(chunk), q.sent_at.is_not(None))
+        ).all():
+            sent[cid] = as_utc(at)  # type: ignore[assignment]
+    out: dict[int, dt.datetime | None] = {}
+    for lid, st in pending.items():
+        issued = st.recorded_at or st.at
+        mailed = sent.get(st.id)
+        out[lid] = max(issued, mailed or issued) + valid_for
+    return out
 
 
 def after_queued(rt: Any, now: dt.datetime, lead_ids: Sequence[int]) -> str:
