@@ -4,7 +4,9 @@ STARTTLS or implicit TLS and authentication from settings (the password is
 an ``{ env = "VAR" }`` reference, never text in the file), a sending rate
 limit, a per-recipient frequency cap, and the ``List-Unsubscribe`` /
 ``List-Unsubscribe-Post`` headers on every message (a message marked
-``transactional``, such as a double opt-in confirmation, may go without). The lead-step
+``transactional``, such as a double opt-in confirmation, may go without). The
+``mailto:`` unsubscribe subject carries the message's ``unsubscribe_token``
+(the signed token, whatever the shape of ``unsubscribe_url``). The lead-step
 idempotency key travels in ``Message-ID`` and ``X-Corecrm-Idempotency-Key``.
 """
 

@@ -172,8 +172,10 @@ class EmailChannel:
         if url:
             unsub.append(f"<{url}>")
         if m.get("unsubscribe_mailto"):
-            token = url.rsplit("/", 1)[-1]
-            unsub.append(f"<mailto:{m['unsubscribe_mailto']}?subject={quote('unsubscribe ' + token)}>")
+            # The signed token as the sender made it: the URL may carry it anywhere (a path, a query string).
+            token = m.get("unsubscribe_token") or ""
+            subject = f"unsubscribe {token}" if token else "unsubscribe"
+            unsub.append(f"<mailto:{m['unsubscribe_mailto']}?subject={quote(subject)}>")
         if unsub:
             msg["List-Unsubscribe"] = ", ".join(unsub)
             if url.startswith(("https://", "http://")):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import attrs
 import sqlalchemy as sa
@@ -71,22 +71,23 @@ def _insert_ignore(conn: Connection) -> Any:
 def queue(conn: Connection, workspace: str, double_opt_in: Iterable[str], *, now: dt.datetime, lead_ids: Sequence[int] | None = None) -> int:
     """Queue a confirmation for every current ``pending`` e-mail statement that has none; returns how many were queued.
 
-    Only the lead's latest ledger row for a channel and purpose counts: a
-    pending row already superseded (confirmed, withdrawn) needs no message.
+    Only the lead's current statement for a channel and purpose counts (the
+    one made last, :func:`.consent.is_current`): a pending row already
+    superseded (confirmed, withdrawn) needs no message.
     """
+    from corecrm_plugins.nurture_sequences.consent import is_current
+
     chans = sorted(set(double_opt_in) & CONFIRM_CHANNELS)
     if not chans:
         return 0
     c, q = consent_table.c, confirmations.c
-    newer = consent_table.alias("newer")
     base = sa.select(c.id, c.lead_id, c.channel, c.purpose, c.address).where(
         c.workspace == workspace,
         c.status == "pending",
         c.channel.in_(chans),
         ~sa.exists().where(q.workspace == workspace, q.consent_id == c.id),
-        ~sa.exists().where(newer.c.workspace == workspace, newer.c.lead_id == c.lead_id, newer.c.channel == c.channel,
-                           newer.c.purpose == c.purpose, newer.c.id > c.id),
-    )  # fmt: skip
+        is_current(consent_table),
+    )
     rows: list[Any] = []
     if lead_ids is None:
         rows = list(conn.execute(base.order_by(c.id)).all())
@@ -105,6 +106,33 @@ def queue(conn: Connection, workspace: str, double_opt_in: Iterable[str], *, now
     for chunk in chunks(values, 500):
         n += len(conn.execute(_insert_ignore(conn).returning(q.id), list(chunk)).all())
     return n
+
+
+def pending_expiry(conn: Connection, workspace: str, pending: Mapping[int, Any], valid_for: dt.timedelta) -> dict[int, dt.datetime | None]:
+    """Until when each lead's ``pending`` statement can still be confirmed (``None``: no expiry).
+
+    ``pending`` maps lead ids to their current :class:`.consent.ConsentState`.
+    A confirmation link works for ``valid_for`` (``confirm_valid_for``) after
+    it was made: when the statement was recorded (the link ``nurture consent``
+    prints) or, later, when its confirmation e-mail went out. So the
+    statement expires ``valid_for`` after the later of the two. One query per
+    chunk of statements.
+    """
+    if not valid_for:
+        return {lid: None for lid in pending}
+    q = confirmations.c
+    sent: dict[int, dt.datetime] = {}
+    for chunk in chunks(sorted({st.id for st in pending.values() if st.id is not None})):
+        for cid, at in conn.execute(
+            sa.select(q.consent_id, q.sent_at).where(q.workspace == workspace, q.consent_id.in_(chunk), q.sent_at.is_not(None))
+        ).all():
+            sent[cid] = as_utc(at)  # type: ignore[assignment]
+    out: dict[int, dt.datetime | None] = {}
+    for lid, st in pending.items():
+        issued = st.recorded_at or st.at
+        mailed = sent.get(st.id)
+        out[lid] = max(issued, mailed or issued) + valid_for
+    return out
 
 
 def after_queued(rt: Any, now: dt.datetime, lead_ids: Sequence[int]) -> str:
@@ -177,16 +205,16 @@ def _claim(rt: Any, now: dt.datetime, stats: ConfirmStats, lead_ids: Sequence[in
             stats.waiting += len(rows)
             return None
         leads = load_leads(conn, ws, [r.lead_id for r in rows])
+        # The current statement per lead (the one made last): the row queued must still be it.
         current: dict[tuple[str, str], dict[int, Any]] = {}
+        c = consent_table.c
         for key in {(r.channel, r.purpose) for r in rows}:
-            ids = [r.lead_id for r in rows if (r.channel, r.purpose) == key]
-            c = consent_table.c
-            latest: dict[int, int] = {}
-            for lid, cid in conn.execute(
-                sa.select(c.lead_id, sa.func.max(c.id)).where(c.workspace == ws, c.channel == key[0], c.purpose == key[1], c.lead_id.in_(ids)).group_by(c.lead_id)
-            ).all():
-                latest[lid] = cid
-            current[key] = latest
+            ids = sorted({r.lead_id for r in rows if (r.channel, r.purpose) == key})
+            current[key] = dict(
+                conn.execute(
+                    sa.select(c.lead_id, c.id).where(c.workspace == ws, c.channel == key[0], c.purpose == key[1], c.lead_id.in_(ids), consent_mod.is_current(consent_table))
+                ).all()
+            )
         skips: list[tuple[Any, str]] = []
         claims: list[dict[str, Any]] = []
         out: list[dict[str, Any]] = []

@@ -1,8 +1,12 @@
 """The consent ledger: the public, per-lead consent API.
 
 Consent belongs to one person (one lead id) and one address. Rows are only
-ever appended; the latest row for ``(lead, channel, purpose)`` is the state.
-Nothing is sent on a channel that requires consent unless that state is
+ever appended; the state for ``(lead, channel, purpose)`` is the *statement
+made last*: the row with the latest ``at``, and of rows with the same ``at``
+the one recorded last (highest id). The order rows were recorded in does not
+decide otherwise: an old opt-in imported after a newer opt-out does not undo
+the opt-out. :func:`is_current` is that rule in SQL; every reader of the
+current state uses it. Nothing is sent on a channel that requires consent unless that state is
 ``opted_in`` *for the address the message goes to*.
 
 Merging leads (for de-duplication plugins)
@@ -93,6 +97,27 @@ class ConsentState:
     at: dt.datetime
     source: str
     proof: Mapping[str, Any] | None = None
+    id: int | None = None  #: the ledger row
+    recorded_at: dt.datetime | None = None
+
+
+def is_current(row: Any = consent_table) -> Any:
+    """SQL condition: ``row`` (the ledger or an alias of it) is the current statement for its lead, channel and purpose.
+
+    It is when no other statement for them was made later (greater ``at``) or
+    at the same instant but recorded later (greater id). Set-based: use it in
+    the ``WHERE`` of a query over many leads (the ledger index on lead,
+    channel and purpose serves the lookup).
+    """
+    newer = consent_table.alias("newer_statement")
+    n, c = newer.c, row.c
+    return ~sa.exists().where(
+        n.workspace == c.workspace,
+        n.lead_id == c.lead_id,
+        n.channel == c.channel,
+        n.purpose == c.purpose,
+        sa.or_(n.at > c.at, sa.and_(n.at == c.at, n.id > c.id)),
+    )
 
 
 def record(conn: Connection, workspace: str, entries: Sequence[ConsentEntry], *, recorded_at: dt.datetime) -> int:
@@ -299,19 +324,23 @@ def _not_recorded_yet(conn: Connection, workspace: str, entries: Sequence[Consen
 
 
 def states(conn: Connection, workspace: str, lead_ids: Iterable[int], channel: str, purpose: str) -> dict[int, ConsentState]:
-    """Current consent per lead for one channel and purpose (leads with no entry are absent)."""
+    """Current consent per lead for one channel and purpose (leads with no entry are absent).
+
+    The current statement is the one made last (see :func:`is_current`), not
+    the row recorded last. One query per chunk of leads.
+    """
     ids = sorted(set(lead_ids))
     out: dict[int, ConsentState] = {}
     c = consent_table.c
     for i in range(0, len(ids), _CHUNK):
         chunk = ids[i : i + _CHUNK]
         rows = conn.execute(
-            sa.select(c.lead_id, c.status, c.address, c.at, c.source, c.proof)
-            .where(c.workspace == workspace, c.channel == channel, c.purpose == purpose, c.lead_id.in_(chunk))
-            .order_by(c.lead_id, c.id)
+            sa.select(c.id, c.lead_id, c.status, c.address, c.at, c.source, c.proof, c.recorded_at)
+            .where(c.workspace == workspace, c.channel == channel, c.purpose == purpose, c.lead_id.in_(chunk), is_current(consent_table))
+            .order_by(c.lead_id)
         ).all()
         for r in rows:
-            out[r.lead_id] = ConsentState(r.status, r.address, _utc(r.at), r.source, r.proof)
+            out[r.lead_id] = ConsentState(r.status, r.address, _utc(r.at), r.source, r.proof, r.id, _utc(r.recorded_at))
     return out
 
 

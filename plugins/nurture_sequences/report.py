@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from corecrm.records import Report, ReportTable
 from corecrm.storage import schema
 
+from corecrm_plugins.nurture_sequences.consent import is_current
 from corecrm_plugins.nurture_sequences.tables import consent, enrolments, messages
 
 COLUMNS = ["sequence", "enrolled", "active", "completed", "exited", "exited_by_reason", "sent", "failed", "skipped",
@@ -44,14 +45,11 @@ def run_report(engine: Any, workspace: str, date_from: Any = None, date_to: Any 
         ).all():
             if status in ("sent", "failed", "skipped"):
                 per[seq][status] += n
-        # Unsubscribed: enrolled leads whose latest consent entry for any channel is an opt-out recorded after enrolment.
-        latest = (
-            sa.select(c.lead_id, sa.func.max(c.id).label("mid")).where(c.workspace == workspace).group_by(c.lead_id, c.channel, c.purpose).subquery()
-        )
+        # Unsubscribed: enrolled leads whose current consent (the statement made last) for any channel is an opt-out made after enrolment.
         unsub = (
             sa.select(e.sequence, sa.func.count(sa.distinct(e.lead_id)))
-            .select_from(enrolments.join(latest, latest.c.lead_id == e.lead_id).join(consent, consent.c.id == latest.c.mid))
-            .where(*cohort, c.status == "opted_out", c.at >= e.enrolled_at)
+            .select_from(enrolments.join(consent, sa.and_(c.workspace == e.workspace, c.lead_id == e.lead_id)))
+            .where(*cohort, c.status == "opted_out", c.at >= e.enrolled_at, is_current(consent))
             .group_by(e.sequence)
         )
         for seq, n in conn.execute(unsub).all():

@@ -41,6 +41,7 @@ from sqlalchemy.engine import Connection, Engine
 from corecrm.storage import schema
 from corecrm.storage.db import as_utc
 
+from corecrm_plugins.nurture_sequences import confirmations
 from corecrm_plugins.nurture_sequences import consent as consent_mod
 from corecrm_plugins.nurture_sequences import tokens
 from corecrm_plugins.nurture_sequences.config import NurtureSettings
@@ -60,6 +61,7 @@ class RunStats:
     deferred: int = 0
     failed: int = 0
     skipped: int = 0
+    waiting: int = 0  #: due steps held back: the lead's double opt-in is pending (they stay due)
     uncertain: int = 0
     exited: int = 0
     completed: int = 0
@@ -114,7 +116,7 @@ def unsubscribe_link(cfg: NurtureSettings, workspace: str, lead_id: int, channel
 def build_message(rt: Runtime, seq: NurtureSequence, step: Step, lead: Any, key: str, *, due_at: dt.datetime | None) -> dict[str, Any]:
     """Render one step for one lead into the message a channel receives (raises TemplateError)."""
     address = channel_address(step.channel, lead)
-    _tok, url = unsubscribe_link(rt.cfg, rt.workspace, lead.id, step.channel, seq.purpose, address)
+    tok, url = unsubscribe_link(rt.cfg, rt.workspace, lead.id, step.channel, seq.purpose, address)
     parts = render_step(step, build_context(lead_mapping(lead), seq, step, unsubscribe_url=url))
     return {
         "workspace": rt.workspace,
@@ -128,6 +130,7 @@ def build_message(rt: Runtime, seq: NurtureSequence, step: Step, lead: Any, key:
         "idempotency_key": key,
         "headers": {"X-Corecrm-Idempotency-Key": key, "X-Corecrm-Sequence": f"{seq.name}/{step.name}"},
         "unsubscribe_url": url,
+        "unsubscribe_token": tok,
         "unsubscribe_mailto": rt.cfg.unsubscribe_mailto,
         "sequence": seq.name,
         "step": step.index,
@@ -169,14 +172,21 @@ def _exit_reason(seq: NurtureSequence, lead: Any, replied: bool) -> tuple[str, s
     return None
 
 
-def _claim(rt: Runtime, now: dt.datetime, stats: RunStats) -> tuple[int, list[_Claimed]]:
-    """Claim a batch; returns how many were claimed and those that must be sent."""
+def _claim(rt: Runtime, now: dt.datetime, stats: RunStats, round_id: str | None = None) -> tuple[int, list[_Claimed]]:
+    """Claim a batch; returns how many were claimed and those that must be sent.
+
+    A step whose lead's double opt-in is pending is released still due and
+    marked with ``round_id`` (its ``lease_owner``), so this round does not
+    claim it again but the next one re-checks it.
+    """
     cfg, ws = rt.cfg, rt.workspace
     e, m = enrolments.c, messages.c
+    wait_mark = f"wait:{round_id or uuid.uuid4().hex}"[:64]
     with rt.engine.begin() as conn:
         sel = (
             sa.select(e.id, e.lead_id, e.sequence, e.step, e.step_base_at, e.enrolled_at)
-            .where(e.workspace == ws, e.status == "active", e.due_at <= now, sa.or_(e.lease_until.is_(None), e.lease_until <= now))
+            .where(e.workspace == ws, e.status == "active", e.due_at <= now, sa.or_(e.lease_until.is_(None), e.lease_until <= now),
+                   sa.or_(e.lease_owner.is_(None), e.lease_owner != wait_mark))
             .order_by(e.due_at, e.id)
             .limit(cfg.batch_size)
         )
@@ -214,6 +224,11 @@ def _claim(rt: Runtime, now: dt.datetime, stats: RunStats) -> tuple[int, list[_C
             if seq is not None and c.step < len(seq.steps) and seq.steps[c.step].channel in cfg.require_consent:
                 need[(seq.steps[c.step].channel, seq.purpose)].add(c.lead_id)
         consent_states = {k: consent_mod.states(conn, ws, ids, k[0], k[1]) for k, ids in need.items()}
+        # A pending double opt-in can still be confirmed until its confirmation link expires.
+        pending_until = {
+            k: confirmations.pending_expiry(conn, ws, {lid: st for lid, st in sts.items() if st.status == "pending"}, cfg.confirm_valid_for)
+            for k, sts in consent_states.items()
+        }
 
         exits: list[tuple[_Claimed, str, str]] = []
         ledger_new: list[dict[str, Any]] = []
@@ -221,6 +236,7 @@ def _claim(rt: Runtime, now: dt.datetime, stats: RunStats) -> tuple[int, list[_C
         advance: list[tuple[_Claimed, str]] = []  # (claimed, message outcome for the event)
         events: list[tuple[int, str, dt.datetime, dict[str, Any]]] = []
         to_send: list[_Claimed] = []
+        waiting: list[_Claimed] = []
         for c in claimed:
             seq = cfg.sequences.get(c.sequence)
             lead = leads.get(c.lead_id)
@@ -255,9 +271,17 @@ def _claim(rt: Runtime, now: dt.datetime, stats: RunStats) -> tuple[int, list[_C
                 if st is not None and st.status == "opted_out" and "unsubscribed" in seq.exit_on:
                     exits.append((c, "unsubscribed", f"opted out of {step.channel}/{seq.purpose} ({st.source})"))
                     continue
-                ok, reason = consent_mod.allows(st, address)
-                if not ok:
-                    skip = f"no {step.channel} consent for {seq.purpose}: {reason}"
+                if st is not None and st.status == "pending" and (st.address is None or st.address == consent_mod.normalise_address(address)):
+                    until = pending_until[(step.channel, seq.purpose)].get(c.lead_id)
+                    if until is None or now < until:
+                        waiting.append(c)  # the person may still confirm: the step waits, still due
+                        continue
+                    skip = (f"no {step.channel} consent for {seq.purpose}: double opt-in not confirmed in time "
+                            f"(pending since {st.at.isoformat()}, the confirmation link expired {until.isoformat()})")  # fmt: skip
+                else:
+                    ok, reason = consent_mod.allows(st, address)
+                    if not ok:
+                        skip = f"no {step.channel} consent for {seq.purpose}: {reason}"
             if skip is None and not address:
                 skip = f"the lead has no {step.channel} address"
             if skip is None and step.channel not in rt.channels:
@@ -280,6 +304,11 @@ def _claim(rt: Runtime, now: dt.datetime, stats: RunStats) -> tuple[int, list[_C
             row = _ledger_row(ws, c, step, address, "sending", now, attempts=c.attempts)
             (ledger_new if prev is None else ledger_resend).append(row)
             to_send.append(c)
+        if waiting:
+            for chunk in chunks([c.enrolment_id for c in waiting]):
+                conn.execute(enrolments.update().where(e.id.in_(chunk)).values(lease_until=None, lease_owner=wait_mark))
+            stats.waiting += len(waiting)
+            log.info("%d due step(s) wait for a pending double opt-in to be confirmed", len(waiting))
         if ledger_new:
             conn.execute(messages.insert(), ledger_new)
         if ledger_resend:
@@ -437,9 +466,10 @@ def run_once(rt: Runtime, now: dt.datetime | Callable[[], dt.datetime], *, max_b
     """Send everything due at ``now``; returns what happened. Safe to run in several processes at once."""
     stats = RunStats()
     batches = 0
+    round_id = uuid.uuid4().hex
     while max_batches is None or batches < max_batches:
         t = now() if callable(now) else now
-        n, batch = _claim(rt, t, stats)
+        n, batch = _claim(rt, t, stats, round_id)
         batches += 1
         if n == 0:
             break

@@ -9,8 +9,9 @@
   an idempotency key that is written *before* the channel is called and
   travels in the message headers. A row found in ``sending`` state after a
   crash is never sent again.
-* ``nurture_consent`` is an append-only consent ledger: the latest row for
-  (lead, channel, purpose) is the state; every row keeps when, from which
+* ``nurture_consent`` is an append-only consent ledger: the statement made
+  last for (lead, channel, purpose) is the state (latest ``at``, then latest
+  id: ``consent.is_current``), whatever order the rows were recorded in; every row keeps when, from which
   source, with what proof, and the address it concerns.
 * ``nurture_confirmations`` is the double opt-in outbox: one row per
   ``pending`` e-mail consent statement (unique on the ledger row), so a

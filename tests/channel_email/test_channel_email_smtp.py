@@ -24,7 +24,7 @@ def message(to: str = "ann@example.org", **over):
     m = {
         "workspace": "default", "lead_id": 1, "to": to, "to_name": "Ann Example", "subject": "Hello Ann", "text": "Plain text part",
         "html": "<p>HTML part</p>", "idempotency_key": f"nurture-default-1-trial-0-{to}", "headers": {"X-Corecrm-Idempotency-Key": f"k-{to}"},
-        "unsubscribe_url": "https://crm.example.com/u/TOKEN123", "unsubscribe_mailto": "unsubscribe@shop.example",
+        "unsubscribe_url": "https://crm.example.com/u/TOKEN123", "unsubscribe_token": "TOKEN123", "unsubscribe_mailto": "unsubscribe@shop.example",
     }  # fmt: skip
     m.update(over)
     return m
@@ -45,6 +45,22 @@ def test_plain_smtp_message_has_both_parts_and_unsubscribe_headers(smtp):
     assert msg.get_body(("plain",)).get_content().strip() == "Plain text part"
     assert msg.get_body(("html",)).get_content().strip() == "<p>HTML part</p>"
     assert smtp.envelopes[0] == ("news@shop.example", ["ann@example.org"])
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://x.example/unsubscribe/eyJsIjo3fQ.c2ln-_x", "https://x.example/u?t=eyJsIjo3fQ.c2ln-_x", "https://x.example/u?t=eyJsIjo3fQ.c2ln-_x&src=mail"],
+)
+def test_mailto_unsubscribe_carries_the_token_whatever_the_url_shape(smtp, url):
+    channel(smtp.port).send([message(unsubscribe_url=url, unsubscribe_token="eyJsIjo3fQ.c2ln-_x")], {})
+    (msg,) = smtp.parsed()
+    assert msg["List-Unsubscribe"] == f"<{url}>, <mailto:unsubscribe@shop.example?subject=unsubscribe%20eyJsIjo3fQ.c2ln-_x>"
+
+
+def test_mailto_unsubscribe_without_a_token_names_no_part_of_the_url(smtp):
+    channel(smtp.port).send([message(unsubscribe_url="https://x.example/u?t=SECRETISH", unsubscribe_token=None)], {})
+    (msg,) = smtp.parsed()
+    assert msg["List-Unsubscribe"] == "<https://x.example/u?t=SECRETISH>, <mailto:unsubscribe@shop.example?subject=unsubscribe>"
 
 
 def test_refusals_and_missing_unsubscribe_are_reported_per_message(smtp):

@@ -203,8 +203,10 @@ def test_the_car_dealer_example_from_the_guide(backend_url, smtp):
         pending = set_consent(rt, lead, "email", "service", True, now=T0, source="web-form", proof={"form": "test-drive"})
         assert pending["status"] == "pending" and pending["confirm_url"].startswith("https://dealer.example/confirm/")
 
-        assert run(crm, T0 + dt.timedelta(hours=2)).skipped == 1  # thank_you: not confirmed yet
-        assert "double opt-in not confirmed yet" in crm.events_of(lead, "nurture_step_skipped")[0]["detail"]["reason"]
+        st = run(crm, T0 + dt.timedelta(hours=2))
+        assert (st.sent, st.skipped, st.waiting) == (0, 0, 1)  # thank_you waits: not confirmed yet
+        confirm(rt, pending["confirm_token"], now=T0 + dt.timedelta(hours=3))
+        assert run(crm, T0 + dt.timedelta(hours=3)).sent == 1  # thank_you, once confirmed
         # thank_you was due at 11:00 Berlin; a day later is 11:00, so the next 10:00 is the day after.
         call_due = dt.datetime(2026, 3, 4, 9, 0, tzinfo=dt.timezone.utc)
         assert run(crm, call_due - dt.timedelta(minutes=1)).sent == 0
@@ -213,10 +215,10 @@ def test_the_car_dealer_example_from_the_guide(backend_url, smtp):
         (task,) = crm.activities(lead_id=lead)
         assert task["owner"] == "sam" and task["note"].startswith("Call Jonas Weber about the ID.4")
 
-        confirm(rt, pending["confirm_token"], now=call_due)
         offer_due = dt.datetime(2026, 3, 10, 16, 0, tzinfo=dt.timezone.utc)  # six days later, 17:00 Berlin
         assert run(crm, offer_due).sent == 1
-        confirmation, mail = smtp.parsed()  # the double opt-in message went out when the opt-in was recorded
+        confirmation, thanks, mail = smtp.parsed()  # the double opt-in message went out when the opt-in was recorded
+        assert thanks["Subject"] == "Thank you for driving the ID.4"
         assert confirmation["Subject"] == "Please confirm your e-mail address" and "List-Unsubscribe" not in confirmation
         assert "https://dealer.example/confirm/" in confirmation.get_body(("plain",)).get_content()
         assert mail["Subject"] == "Your ID.4: this month's offer" and mail["List-Unsubscribe"].startswith("<https://dealer.example/unsubscribe/")

@@ -166,7 +166,8 @@ def test_lead_without_consent_is_never_emailed(nurture_crm, smtp):
     confirm(rt, res["confirm_token"], now=crm2.clock)
     confirm(rt, res["confirm_token"], now=crm2.clock)  # following the link twice is harmless
     enrol(crm2, [p])  # already enrolled: no-op
-    assert run(crm2, T0 + 2 * DAY).sent == 1  # step 2 goes; step 1 was skipped while pending
+    assert run(crm2).sent == 1  # step 1 waited while pending (test_nurture_double_opt_in_wait.py): it goes now
+    assert crm2.events_of(p, "email_sent")[0]["detail"]["step"] == "welcome"
     # A confirmation link followed after the person opted out changes nothing.
     (q,) = crm2.add_leads([{"first_name": "Q", "email": "q@example.org"}])
     req = set_consent(rt, q, "email", "marketing", True, now=crm2.clock, source="form")
@@ -263,3 +264,30 @@ def test_owner_task_channel_creates_a_task(nurture_crm, smtp):
         (task,) = conn.execute(sa.select(schema.activities).where(schema.activities.c.workspace == crm.workspace)).mappings().all()
     assert task["type"] == "task" and task["owner"] == "sam" and task["note"] == "Call A\n\nAsk about Acme"
     assert crm.events_of(a, "message_sent")[0]["detail"]["channel"] == "owner_task"
+
+
+@pytest.mark.parametrize("url", ["https://crm.example.com/u/{token}", "https://crm.example.com/u?t={token}&from=mail"])
+def test_mailto_unsubscribe_carries_the_signed_token_for_any_url_shape(nurture_crm, smtp, url):
+    import re
+    from urllib.parse import unquote
+
+    from nurture_testkit import nurture_settings
+
+    from corecrm_plugins.nurture_sequences.actions import runtime, unsubscribe
+
+    crm = nurture_crm(nurture_settings(unsubscribe_url=url, unsubscribe_mailto="unsubscribe@shop.example"))
+    (a,) = crm.add_leads([{"first_name": "A", "email": "a@example.org"}])
+    consent_in(crm, [a])
+    enrol(crm, [a])
+    assert run(crm, T0).sent == 1
+    (msg,) = smtp.to("a@example.org")
+    link, mailto = re.fullmatch(r"<([^>]*)>, <([^>]*)>", msg["List-Unsubscribe"]).groups()
+    prefix, _, suffix = url.partition("{token}")
+    assert link.startswith(prefix) and link.endswith(suffix)
+    url_token = link[len(prefix) : len(link) - len(suffix)]
+    assert mailto.startswith("mailto:unsubscribe@shop.example?subject=")
+    subject = unquote(mailto.split("?subject=", 1)[1])
+    assert subject == f"unsubscribe {url_token}"
+    # It is the signed token itself: the mailbox handler can act on it.
+    res = unsubscribe(runtime(crm), subject.split(" ", 1)[1], now=T0 + dt.timedelta(hours=1), source="unsubscribe_mailto")
+    assert res["lead_id"] == a and res["changed"] is True and res["exited"] == ["trial"]
