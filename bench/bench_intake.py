@@ -61,6 +61,17 @@ def make_csv(path: Path, n: int, seed: int = 42) -> None:
 
 # --------------------------------------------------------------------------- trivial plugins
 
+#: What the trivial plugins make corecrm store with every lead, for the floors that write the same rows.
+TRIVIAL_DETAIL = json.dumps(
+    {"score": 1.0, "rulesets": {}, "contributions": [{"rule": "base", "points": 1, "reason": "captured", "group": None, "plugin": "trivial"}]},
+    separators=(",", ":"),
+)
+TRIVIAL_HISTORY = json.dumps(
+    [{"type": "scored", "plugin": "trivial", "detail": {"points": 1.0, "ruleset": None}},
+     {"type": "assigned", "plugin": "trivial", "detail": {"team": "sales"}}],
+    separators=(",", ":"),
+)  # fmt: skip
+
 
 class TrivialPlugins:
     """One cheap implementation per main decision hook (what 'trivial plugins' means here)."""
@@ -118,7 +129,7 @@ def run_floor_same(csv_path: Path, db: Path, batch: int) -> float:
 
     con = floor_table(db)
     sql = f"INSERT INTO leads ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})"
-    detail = json.dumps({"score": 1.0, "rulesets": {}, "contributions": [{"rule": "base", "points": 1, "reason": "captured", "group": None, "plugin": "trivial"}]}, separators=(",", ":"))
+    detail, history = TRIVIAL_DETAIL, TRIVIAL_HISTORY
 
     def flush(rows: list[tuple[Any, ...]]) -> None:
         con.execute("BEGIN IMMEDIATE")
@@ -132,14 +143,8 @@ def run_floor_same(csv_path: Path, db: Path, batch: int) -> float:
         rows: list[tuple[Any, ...]] = []
         n = 0
         for fn, ln, em, ph, co, ti, cc, rg, ci, pc, so in r:
-            if not rows:  # a batch's time, and its constant history, once per batch
-                at = dt.datetime.now(dt.timezone.utc)
-                now = at.strftime("%Y-%m-%d %H:%M:%S.%f")
-                history = json.dumps(
-                    [{"type": "scored", "plugin": "trivial", "detail": {"points": 1.0, "ruleset": None}},
-                     {"type": "assigned", "plugin": "trivial", "detail": {"team": "sales"}}],
-                    separators=(",", ":"),
-                )  # fmt: skip
+            if not rows:  # a batch's time, once per batch
+                now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
             n += 1
             rows.append((n, "default", "lead", "open", fn, ln, em, ph, co, ti, cc, rg, ci, pc, so, None, None, None, 1.0, None, None, "sales",
                          None, f"b:{n}", em.strip().lower(), None, None, None, detail, history, now, now, now))  # fmt: skip
@@ -270,9 +275,7 @@ def single_floor_same(db: Path, n: int) -> list[float]:
     stamp = now.strftime("%Y-%m-%d %H:%M:%S.%f")
     cap_sql = "INSERT INTO captures (workspace, content_hash, origin, payload, status, received_at) VALUES (?,?,?,?,?,?)"
     lead_sql = f"INSERT INTO leads ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' for _ in INSERT_COLUMNS)})"
-    detail = json.dumps({"score": 1.0, "rulesets": {}, "contributions": [{"rule": "base", "points": 1, "reason": "captured", "group": None, "plugin": "trivial"}]}, separators=(",", ":"))
-    history = json.dumps([{"type": "scored", "plugin": "trivial", "detail": {"points": 1.0, "ruleset": None}},
-                          {"type": "assigned", "plugin": "trivial", "detail": {"team": "sales"}}], separators=(",", ":"))  # fmt: skip
+    detail, history = TRIVIAL_DETAIL, TRIVIAL_HISTORY
     lat = []
     for i in range(n):
         payload = json.dumps({"first_name": "Ann", "email": f"s{i}@example.com", "source": "web"}).encode()

@@ -79,6 +79,8 @@ class Item:
     merge_into_item: Item | None = None  #: earlier lead of the same batch
     contributions: list[ScoreContribution] = attrs.field(factory=list)
     assigned_by: str | None = None
+    #: (explanation, its JSON) shared by every lead with the same contributions (see _finish_scores)
+    explained: tuple[dict[str, Any], str | None] | None = None
     out: str | None = None  #: None while alive; "quarantined" | "rejected" | "review"
     error: tuple[str, str | None, str] | None = None  #: step, plugin, error
 
@@ -107,7 +109,6 @@ class Pipeline:
         self.ctx = HookContext(crm=crm, workspace=workspace, now=self.now, mode=mode, events_loader=crm.load_events)
         #: contributions -> (score, explanation, its JSON, history entries); see _finish_scores
         self._score_memo: dict[Any, tuple[float, dict[str, Any], str | None, list[dict[str, Any]]]] = {}
-        self._detail_json: dict[int, tuple[dict[str, Any], str | None]] = {}
         self._assign_memo: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ decision steps
@@ -307,9 +308,10 @@ class Pipeline:
                 done = self._explain_score(contribs)
                 if key is not None:
                     memo[key] = done
-            total, detail, _json, entries = done
+            total, detail, encoded, entries = done
             it.lead.score = total
             it.lead.score_detail = detail
+            it.explained = (detail, encoded)
             it.history.extend(entries)
 
     def _explain_score(self, contribs: list[ScoreContribution]) -> tuple[float, dict[str, Any], str | None, list[dict[str, Any]]]:
@@ -329,18 +331,7 @@ class Pipeline:
             {"type": "scored", "plugin": plugin, "detail": {"points": _clean_number(points), "ruleset": rulesets.get(plugin)}}
             for plugin, points in subtotal.items()
         ]
-        encoded = dumps(detail)
-        self._detail_json[id(detail)] = (detail, encoded)
-        return total, detail, encoded, entries
-
-    def _score_json(self, detail: dict[str, Any] | None) -> str | None:
-        """The JSON of a score explanation: shared ones were encoded once in :meth:`_explain_score`."""
-        if detail is None:
-            return None
-        done = self._detail_json.get(id(detail))
-        if done is not None and done[0] is detail:
-            return done[1]
-        return dumps(detail)
+        return total, detail, dumps(detail), entries
 
     def _qualify(self, it: Item, rec: Qualification) -> None:
         lead = it.lead
@@ -389,7 +380,6 @@ class Pipeline:
         ids: list[Any] = [None] if single else allocate_ids(conn, schema.leads, len(new))
         rows = []
         t = ts(now, conn)
-        score_json = self._score_json
         plain = _plain
         for it, lead_id in zip(new, ids):
             lead = it.lead
@@ -404,7 +394,7 @@ class Pipeline:
                 + plain(lead)
                 + (email.strip().lower() if email else None, dumps(lead.interests) if lead.interests else None,
                    dumps(lead.attributes) if lead.attributes else None, dumps(lead.consent) if lead.consent else None,
-                   score_json(lead.score_detail), dumps(it.history) if it.history else None,
+                   _score_json(it), dumps(it.history) if it.history else None,
                    t, t, t if lead.assigned_at is now else ts(lead.assigned_at, conn))
             )  # fmt: skip
         if single:
@@ -510,6 +500,14 @@ def _stamp(rec: Any, plugin: str) -> Any:
     if not getattr(rec, "plugin", None):
         rec.plugin = plugin
     return rec
+
+
+def _score_json(it: Item) -> str | None:
+    """The lead's explanation as JSON: encoded once per batch when it is the shared one (a later hook left it alone)."""
+    detail = it.lead.score_detail
+    if it.explained is not None and it.explained[0] is detail:
+        return it.explained[1]
+    return dumps(detail)
 
 
 def _assignment_detail(rec: Assignment) -> dict[str, Any]:

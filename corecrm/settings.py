@@ -116,3 +116,12 @@ def validate_table(
 def freeze(settings: dict[str, Any]) -> Mapping[str, Any]:
     """Settings are handed to plugins read-only."""
     return MappingProxyType(settings)
+
+
+def thaw(value: Any) -> Any:
+    """Plain dicts and lists from read-only settings (:func:`freeze`), for plugins that parse or hash them."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thaw(v) for v in value]
+    return value

@@ -139,3 +139,14 @@ def test_a_plugin_validator_error_names_the_file_and_key(make_crm):
         make_crm({"plugins": {"enabled": ["capture_json"], "rules": {"rules": [{"op": "eq"}, {"op": "like"}]}}}, plugins={"rules": Rules()})
     msg = str(exc.value)
     assert msg.endswith("corecrm.toml: plugins.rules.rules[1].op: unknown operator 'like'"), msg
+
+
+def test_thaw_gives_plain_data_from_read_only_settings():
+    from types import MappingProxyType
+
+    from corecrm.settings import freeze, thaw
+
+    frozen = freeze({"rules": ({"name": "a", "when": MappingProxyType({"x": 1})},), "n": 2})
+    plain = thaw(frozen)
+    assert plain == {"rules": [{"name": "a", "when": {"x": 1}}], "n": 2}
+    assert type(plain) is dict and type(plain["rules"]) is list and type(plain["rules"][0]["when"]) is dict

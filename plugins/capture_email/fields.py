@@ -13,20 +13,13 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Mapping
 
+from corecrm.models import CONTACT_FIELDS
+
 #: Lead fields (and pseudo-fields) a label may map to.
 TARGETS: frozenset[str] = frozenset(
     {
         "name",
-        "first_name",
-        "last_name",
-        "email",
-        "phone",
-        "company",
-        "title",
-        "country",
-        "region",
-        "city",
-        "postal_code",
+        *CONTACT_FIELDS,
         "street",
         "interest",
         "note",

@@ -9,6 +9,7 @@ import attrs
 
 from corecrm.errors import ConfigError
 from corecrm.records import Setting
+from corecrm.settings import thaw
 
 from corecrm_plugins.nurture_sequences.spec import Sequence, parse_duration, parse_sequences
 
@@ -127,7 +128,7 @@ class NurtureSettings:
         if secret is not None and not isinstance(secret, str):
             raise ConfigError('expected a string or { env = "VAR" }', key=f"{key}.secret")
         return cls(
-            sequences=parse_sequences(_thaw(s.get("sequences") or {}), f"{key}.sequences"),
+            sequences=parse_sequences(thaw(s.get("sequences") or {}), f"{key}.sequences"),
             secret=secret,
             unsubscribe_url=s.get("unsubscribe_url"),
             confirm_url=s.get("confirm_url"),
@@ -154,20 +155,11 @@ class NurtureSettings:
         return self.secret
 
 
-def _thaw(value: Any) -> Any:
-    """Settings arrive read-only (MappingProxyType); the parser wants plain dicts."""
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_thaw(v) for v in value]
-    return value
-
-
 def config_warnings(s: Mapping[str, Any]) -> list[str]:
     """Valid but questionable settings, for ``corecrm config check``."""
     key = f"plugins.{PLUGIN}"
     out: list[str] = []
-    seqs = parse_sequences(_thaw(s.get("sequences") or {}), f"{key}.sequences")
+    seqs = parse_sequences(thaw(s.get("sequences") or {}), f"{key}.sequences")
     email_steps = [f"{key}.sequences.{n}.steps[{st.index}]" for n, q in seqs.items() for st in q.steps if st.channel == "email"]
     if email_steps and (not s.get("secret") or not s.get("unsubscribe_url")):
         out.append(f"{key}.unsubscribe_url: e-mail steps ({email_steps[0]}…) need secret and unsubscribe_url: without an unsubscribe link they fail")

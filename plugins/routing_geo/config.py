@@ -16,7 +16,8 @@ import attrs
 
 from corecrm.errors import ConfigError
 from corecrm.records import Setting
-from corecrm_plugins.routing_geo.model import Directory, _plain, dotted, parse_directory, parse_member, parse_team
+from corecrm.settings import thaw
+from corecrm_plugins.routing_geo.model import Directory, dotted, parse_directory, parse_member, parse_team
 from corecrm_plugins.routing_geo.rules import Rule, Ruleset, check_targets, parse_rules, shadow_warnings
 
 PLUGIN = "routing_geo"
@@ -29,7 +30,7 @@ class ShadowedRuleWarning(UserWarning):
 
 def _validate_members(value: Any, key: str) -> None:
     seen: set[str] = set()
-    for i, item in enumerate(_plain(value)):
+    for i, item in enumerate(thaw(value)):
         m = parse_member(item, f"{key}[{i}]")
         if m.id in seen:
             raise ConfigError(f"member {m.id!r} is defined twice", key=f"{key}[{i}].id")
@@ -38,12 +39,12 @@ def _validate_members(value: Any, key: str) -> None:
 
 def _validate_teams(value: Any, key: str, *, queue: bool = False) -> None:
     pool: dict[str, Any] = {}
-    for i, item in enumerate(_plain(value)):
+    for i, item in enumerate(thaw(value)):
         parse_team(item, f"{key}[{i}]", pool, queue=queue)
 
 
 def _validate_rules(value: Any, key: str) -> None:
-    parse_rules(_plain(value), key)
+    parse_rules(thaw(value), key)
 
 
 def _validate_aliases(value: Any, key: str) -> None:
@@ -94,7 +95,7 @@ class Routing:
 
 def compile_settings(settings: Mapping[str, Any], overlay: list[tuple[str, str, dict[str, Any]]] | None = None, *, prefix: str = PREFIX) -> Routing:
     """Build the routing set-up from (validated) settings, plus the database overlay when given."""
-    s = _plain(dict(settings))
+    s = thaw(dict(settings))
     aliases = tuple(sorted((str(k).strip().lower(), v) for k, v in (s.get("country_aliases") or {}).items()))
     directory = parse_directory(s, prefix)
     raw_members = {m["id"]: m for m in s.get("members") or [] if isinstance(m, dict) and "id" in m}

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import attrs
 
 from corecrm.errors import ConfigError
+from corecrm.settings import thaw
 
 STRATEGIES = ("round_robin", "weighted", "least_loaded", "sticky")
 MODES = ("push", "pull")
@@ -324,7 +325,7 @@ def parse_directory(settings: Mapping[str, Any], prefix: str = "plugins.routing_
     if not isinstance(raw_members, (list, tuple)):
         raise err(f"{dotted(prefix)}members", "expected a list of member tables")
     for i, item in enumerate(raw_members):
-        m = parse_member(_plain(item), f"{dotted(prefix)}members[{i}]")
+        m = parse_member(thaw(item), f"{dotted(prefix)}members[{i}]")
         if m.id in d.members:
             raise err(f"{dotted(prefix)}members[{i}].id", f"member {m.id!r} is defined twice")
         d.members[m.id] = m
@@ -333,7 +334,7 @@ def parse_directory(settings: Mapping[str, Any], prefix: str = "plugins.routing_
         if not isinstance(raw, (list, tuple)):
             raise err(f"{dotted(prefix)}{section}", f"expected a list of {section[:-1]} tables")
         for i, item in enumerate(raw):
-            t = parse_team(_plain(item), f"{dotted(prefix)}{section}[{i}]", d.members, queue=queue)
+            t = parse_team(thaw(item), f"{dotted(prefix)}{section}[{i}]", d.members, queue=queue)
             if t.name in d.teams:
                 raise err(f"{dotted(prefix)}{section}[{i}].name", f"{t.name!r} is already a team or queue name")
             d.teams[t.name] = t
@@ -358,10 +359,3 @@ def check_directory(d: Directory, prefix: str = "plugins.routing_geo") -> None:
             raise err(f"{key}.escalate_to", "on_breach = 'escalate' needs escalate_to (a team, queue or member)")
 
 
-def _plain(value: Any) -> Any:
-    """Settings arrive read-only (MappingProxyType); parse them as plain data."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from corecrm.hooks import hookimpl
 from corecrm.records import Qualification, ScoreContribution, Setting
+from corecrm.settings import thaw
 
 from . import rules as _rules
 
@@ -37,7 +38,7 @@ def engine_for(settings: Mapping[str, Any]) -> Engine:
     """The compiled engine for these effective settings (cached by ruleset version)."""
     from .engine import Engine
 
-    version = _rules.ruleset_version({k: _rules._thaw(settings.get(k)) for k in _rules.RULESET_KEYS})
+    version = _rules.ruleset_version({k: thaw(settings.get(k)) for k in _rules.RULESET_KEYS})
     eng = _ENGINES.get(version)
     if eng is None:
         if len(_ENGINES) > 64:

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from corecrm.context import HookContext
 from corecrm.lifecycle import Stage, can_move
-from corecrm.models import Event, Lead
+from corecrm.models import CONTACT_FIELDS, Event, Lead
 from corecrm.records import Qualification, ScoreContribution
 from corecrm.storage.db import as_utc, bulk_insert, dumps, is_postgres, ts
 
@@ -39,16 +39,7 @@ LEAD_READ_COLUMNS: tuple[str, ...] = (
     "workspace",
     "stage",
     "status",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "company",
-    "title",
-    "country",
-    "region",
-    "city",
-    "postal_code",
+    *CONTACT_FIELDS,
     "source",
     "campaign",
     "language",

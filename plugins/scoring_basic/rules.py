@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 import attrs
 
 from corecrm.errors import ConfigError
+from corecrm.settings import thaw
 
 #: Settings keys that make up a ruleset (and its version).
 RULESET_KEYS: tuple[str, ...] = (
@@ -543,18 +544,9 @@ def _canon_default(value: Any) -> Any:
     raise TypeError(f"cannot hash {type(value).__name__}")
 
 
-def _thaw(value: Any) -> Any:
-    """Settings arrive as read-only mappings; make plain dicts/lists for hashing and compiling."""
-    if isinstance(value, Mapping):
-        return {k: _thaw(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_thaw(v) for v in value]
-    return value
-
-
 def compile_ruleset(settings: Mapping[str, Any]) -> Ruleset:
     """Compile effective settings (already validated) into a :class:`Ruleset`."""
-    s = {k: _thaw(settings.get(k)) for k in RULESET_KEYS}
+    s = {k: thaw(settings.get(k)) for k in RULESET_KEYS}
     free = FREE_MAIL_DOMAINS | frozenset(d.lower() for d in (s.get("free_mail_domains") or []))
     fit: list[FitRule] = []
     engagement: list[EventRule] = []
@@ -940,7 +932,7 @@ __all__ = [
 
 def ruleset_warnings(settings: Mapping[str, Any], prefix: str) -> list[str]:
     """What ``corecrm config check`` should point out: unreachable grades and thresholds, idle rules and groups."""
-    s = {k: _thaw(settings.get(k)) for k in RULESET_KEYS}
+    s = {k: thaw(settings.get(k)) for k in RULESET_KEYS}
     rules = s.get("rules") or []
     groups = s.get("groups") or {}
     out: list[str] = []
