@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from conftest import _pg_database, require_server  # noqa: F401 (re-exported to the test modules)
 
 from corecrm.config import Config
 from corecrm.context import HookContext
@@ -27,31 +28,8 @@ from corecrm.app import Crm
 T0 = dt.datetime(2026, 3, 2, 8, 0, tzinfo=dt.timezone.utc)  # a Monday
 SECRET_VAR = "CORECRM_TEST_NURTURE_SECRET"
 
-PG_URL = os.environ.get("CORECRM_TEST_PG_URL")
-REQUIRE_SERVERS = os.environ.get("CORECRM_REQUIRE_SERVERS", "") not in ("", "0")
-
-
-def require_server(what: str) -> None:
-    """Skip locally, fail in CI (``CORECRM_REQUIRE_SERVERS=1``), when a server is missing."""
-    if REQUIRE_SERVERS:
-        pytest.fail(f"{what} is required (CORECRM_REQUIRE_SERVERS=1) but not available")
-    pytest.skip(f"{what} not available")
-
-
-def pg_database() -> Any:
-    """A fresh PostgreSQL database on the server named by CORECRM_TEST_PG_URL (dropped afterwards)."""
-    if not PG_URL:
-        require_server("PostgreSQL (CORECRM_TEST_PG_URL)")
-    name = f"corecrm_nt_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG_URL.rpartition('/')[0]}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+# The shared server helpers of tests/conftest.py: skip locally, fail in CI when a server is missing.
+pg_database = _pg_database
 
 
 NURTURE_PLUGINS = ("capture_json", "nurture_sequences", "channel_email")
